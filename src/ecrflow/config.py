@@ -1,0 +1,62 @@
+"""Config validation against ``workflow/schemas/config.schema.yaml``.
+
+The workflow calls :func:`validate_config` before it builds the DAG, so a misspelt key or a bad value stops
+the run at once, naming the key path (``recommend.lr``), instead of hours later inside a job.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import yaml
+
+from .errors import ConfigError
+
+SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def load_schema(path=None) -> dict:
+    path = Path(path) if path is not None else SCHEMA
+    with open(path, encoding="utf-8") as f:
+        return yaml.safe_load(f)
+
+
+def _key_path(error) -> str:
+    return ".".join(str(p) for p in error.absolute_path) or "<top level>"
+
+
+def validate_config(config: dict, schema: dict | None = None) -> None:
+    """Raise :class:`ConfigError` listing every schema violation with its key path."""
+    import jsonschema
+
+    schema = schema if schema is not None else load_schema()
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
+    if errors:
+        lines = []
+        for e in errors:
+            if e.validator == "additionalProperties":
+                extra = sorted(set(e.instance) - set(e.schema.get("properties", {})))
+                where = _key_path(e)
+                for key in extra:
+                    full = key if where == "<top level>" else f"{where}.{key}"
+                    lines.append(f"  {full}: unknown key (allowed here: {', '.join(sorted(e.schema['properties']))})")
+            else:
+                lines.append(f"  {_key_path(e)}: {e.message}")
+        raise ConfigError("invalid config:\n" + "\n".join(lines))
+    _check_consistency(config)
+
+
+def _check_consistency(config: dict) -> None:
+    data = config["data"]
+    if "{split}" not in data["dialog_pattern"]:
+        raise ConfigError("invalid config:\n  data.dialog_pattern: must contain '{split}', "
+                          f"got {data['dialog_pattern']!r}")
+
+
+def config_hash(config: dict) -> str:
+    """A short stable hash of a config (or a section of it), for provenance files."""
+    blob = json.dumps(config, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]

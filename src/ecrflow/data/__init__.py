@@ -1,0 +1,2 @@
+"""ReDial data: readers and validation (``redial``), the toy generator (``toy``), turn building (``turns``)
+and sample processing (``process``)."""

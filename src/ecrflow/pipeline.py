@@ -1,0 +1,161 @@
+"""What each workflow rule does, one function per rule, with explicit paths and parameters.
+
+The scripts under ``workflow/scripts/`` only unpack the Snakemake object and call these; tests call them
+directly.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from .constants import SPLITS
+from .io import atomic_path, read_json, write_json, write_parquet
+
+log = logging.getLogger(__name__)
+
+
+def toy_data(out_dir, *, toy: dict, dialog_pattern: str, reviews: str | None, with_emotions: bool) -> None:
+    from .data.toy import ToyConfig, generate
+
+    cfg = ToyConfig(seed=toy["seed"], n_dialogs=dict(toy["n_dialogs"]), n_movies=toy["n_movies"],
+                    actors_per_genre=toy["actors_per_genre"], max_reviews_per_movie=toy["max_reviews_per_movie"],
+                    with_emotions=with_emotions, dialog_pattern=dialog_pattern, reviews_file=reviews or "")
+    summary = generate(out_dir, cfg)
+    log.info("toy data: %s", summary)
+
+
+def validate_input(raw_dir, report_path, *, dialog_pattern: str, require_emotion: bool, unknown_entities: str,
+                   reviews: str | None) -> None:
+    from .data.validate import validate_raw
+
+    report = validate_raw(raw_dir, dialog_pattern=dialog_pattern, require_emotion=require_emotion,
+                          unknown_entities=unknown_entities, reviews=reviews)
+    for split, s in report["splits"].items():
+        warnings = {k: v for k, v in s["counts"].items() if k not in ("dialogs", "messages")}
+        log.info("%s: %d dialogs, %d messages; counted warnings: %s", split, s["counts"]["dialogs"],
+                 s["counts"]["messages"], warnings or "none")
+    write_json(report_path, report)
+
+
+def process_split(dialog_file, entity2id_path, *, pretrain, rec, sequences, stats, emotion: dict,
+                  require_emotion: bool) -> None:
+    from .data.process import process_split as build
+    from .data.redial import ReadStats
+    from .data.turns import EmotionRule
+    from .kg import load_id_map
+
+    entity2id = load_id_map(entity2id_path, "entity")
+    rule = EmotionRule(threshold=emotion["threshold"], fallback_top1=emotion["fallback_top1"],
+                       turn_merge=emotion["turn_merge"])
+    read_stats = ReadStats()
+    tables = build(dialog_file, entity2id, rule, require_emotion=require_emotion, stats=read_stats)
+    write_parquet(pretrain, tables["pretrain"])
+    write_parquet(rec, tables["rec"])
+    write_parquet(sequences, tables["sequences"])
+    rec_rows = tables["rec"].select(["rec_feedback", "next_emotions"]).to_pylist()
+    feedback = {k: 0 for k in ("like", "dislike", "not_said")}
+    for r in rec_rows:
+        for f in r["rec_feedback"]:
+            feedback[f] += 1
+    summary = {
+        "dialogs": tables["sequences"].num_rows,
+        "turns": tables["pretrain"].num_rows,
+        "recommender_turns": tables["rec"].num_rows,
+        "rec_items": sum(feedback.values()),
+        "feedback": feedback,
+        "counts": dict(read_stats.counts),
+    }
+    write_json(stats, summary)
+    log.info("%s: %s", Path(dialog_file).name, summary)
+
+
+def kg_tensors(raw_dir, *, tensors, meta, entity2id_out, relation2id_out, reverse: str) -> None:
+    from .kg import load_kg, save_kg_tensors
+
+    kg, entity2id, relation2id = load_kg(raw_dir, reverse=reverse)
+    save_kg_tensors(tensors, kg)
+    write_json(entity2id_out, entity2id, indent=None)
+    write_json(relation2id_out, relation2id)
+    write_json(meta, {"n_entity": kg.n_entity, "pad_entity": kg.pad_entity, "n_relation": kg.n_relation,
+                      "relations": kg.relations, "n_triples": kg.n_triples,
+                      "n_edges": int(kg.edge_index.shape[1]), "reverse": reverse})
+
+
+def items(sequences: dict, train_rec, entity2id_path, *, item_ids_out, items_out) -> None:
+    from .data.items import build_items
+    from .kg import load_id_map
+
+    table = build_items({s: pq.read_table(p) for s, p in sequences.items()}, pq.read_table(train_rec),
+                        load_id_map(entity2id_path, "entity"))
+    write_parquet(items_out, table)
+    write_json(item_ids_out, table.column("entity_id").to_pylist(), indent=None)
+    log.info("%d items", table.num_rows)
+
+
+def cooccurrence(train_sequences, entity2id_path, *, matrix, contributions, stats, top_n: int) -> None:
+    from .cooccurrence import count_cooccurrence, save_counts
+    from .kg import load_id_map
+
+    n_entity = max(load_id_map(entity2id_path, "entity").values()) + 2  # as the KG: the last id pads
+    result = count_cooccurrence(pq.read_table(train_sequences), n_entity, top_n=top_n)
+    save_counts(matrix, contributions, result)
+    nnz_rows = int((result.counts.getnnz(axis=1) > 0).sum())
+    summary = {"n_entity": n_entity, "nnz": int(result.counts.nnz), "pairs": int(result.counts.sum()),
+               "rows_with_pairs": nnz_rows, "top_n_labels": top_n}
+    write_json(stats, summary)
+    log.info("co-occurrence: %s", summary)
+
+
+def _write_csv(path, rows: list[dict]) -> None:
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            for row in rows:
+                writer.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in row.items()})
+
+
+def baselines_table(train_rec, test_rec, item_ids, matrix, contributions, *, out, ks) -> None:
+    from .baselines import evaluate_baselines
+    from .cooccurrence import CoOccurrence
+
+    rows = evaluate_baselines(pq.read_table(train_rec), pq.read_table(test_rec), read_json(item_ids),
+                              CoOccurrence.load(matrix, contributions), ks=tuple(ks))
+    _write_csv(out, rows)
+    log.info("baselines: %s", json.dumps(rows))
+
+
+def dataset_stats_table(validation, split_stats: dict, kg_meta, items_path, *, out) -> None:
+    report = read_json(validation)
+    meta = read_json(kg_meta)
+    n_items = pq.read_metadata(items_path).num_rows
+    rows = []
+    for split in SPLITS:
+        s = read_json(split_stats[split])
+        v = report["splits"][split]
+        n_fb = max(s["rec_items"], 1)
+        rows.append({
+            "split": split,
+            "dialogs": s["dialogs"],
+            "messages": v["counts"]["messages"],
+            "turns": s["turns"],
+            "recommender_turns": s["recommender_turns"],
+            "rec_items": s["rec_items"],
+            "like_share": s["feedback"]["like"] / n_fb,
+            "dislike_share": s["feedback"]["dislike"] / n_fb,
+            "not_said_share": s["feedback"]["not_said"] / n_fb,
+            "seeker_messages_with_emotion": v["seeker_messages_with_emotion"],
+            "empty_dialogs_skipped": v["counts"].get("empty_dialogs_skipped", 0),
+            "unknown_uris_dropped": v["counts"].get("unknown_entity_uris", 0),
+            "entities": meta["n_entity"] - 1,
+            "relations": meta["n_relation"],
+            "kg_edges": meta["n_edges"],
+            "items": n_items,
+        })
+    _write_csv(out, rows)
+

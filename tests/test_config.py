@@ -1,0 +1,63 @@
+"""Config schema: both shipped configs pass; bad keys and values fail naming the key."""
+
+import copy
+
+import pytest
+import yaml
+
+from ecrflow.config import validate_config
+from ecrflow.errors import ConfigError
+
+from conftest import REPO
+
+
+def _merge(base, over):
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+@pytest.fixture
+def paper():
+    return yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+
+
+def test_shipped_configs_are_valid(paper):
+    validate_config(paper)
+    validate_config(_merge(paper, yaml.safe_load((REPO / "config" / "toy.yaml").read_text())))
+
+
+def test_paper_hyperparameters(paper):
+    # ECR_SPEC 5: the README flags of the reference, and the paper's feedback weights.
+    assert paper["recommend"]["batch_size"] * paper["recommend"]["grad_accum"] == 128
+    assert paper["recommend"]["feedback_weights"] == {"like": 2.0, "dislike": 1.0, "not_said": 0.5}
+    assert paper["pretrain"]["lr"] == 5e-4 and paper["cooccurrence"]["top_n_labels"] == 3
+
+
+@pytest.mark.parametrize("path, value, expected", [
+    (("recommend", "learning_rate"), 1e-4, "recommend.learning_rate: unknown key"),
+    (("cooccurence",), {}, "cooccurence: unknown key"),
+    (("emotion", "turn_merge"), "sum", "emotion.turn_merge: 'sum' is not one of"),
+    (("recommend", "lr"), "fast", "recommend.lr: 'fast' is not of type 'number'"),
+    (("toy", "n_dialogs", "train"), 0, "toy.n_dialogs.train: 0 is less than the minimum of 1"),
+    (("resources", "pretrain", "gpus"), -1, "resources.pretrain.gpus"),
+])
+def test_bad_key_or_value_names_the_key(paper, path, value, expected):
+    node = paper
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    with pytest.raises(ConfigError) as err:
+        validate_config(paper)
+    assert expected in str(err.value)
+
+
+def test_missing_key_and_pattern_without_split(paper):
+    del paper["kg"]["reverse"]
+    with pytest.raises(ConfigError, match="'reverse' is a required property"):
+        validate_config(paper)
+    paper["kg"]["reverse"] = "shared"
+    paper["data"]["dialog_pattern"] = "train.jsonl"
+    with pytest.raises(ConfigError, match="data.dialog_pattern: must contain '{split}'"):
+        validate_config(paper)

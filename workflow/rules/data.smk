@@ -1,0 +1,76 @@
+# Raw input (toy generator or the real release), its validation, and the processed samples.
+
+if config["toy"]["enabled"]:
+
+    rule toy_data:
+        output:
+            raw_files(),
+        params:
+            toy=config["toy"],
+            dialog_pattern=lambda wc: config["data"]["dialog_pattern"],  # a function: {split} is no wildcard
+            reviews=config["data"]["reviews"],
+            with_emotions=REQUIRE_EMOTION,
+        log:
+            f"{LOGS}/toy_data.log",
+        resources:
+            **stage_resources("default"),
+        script:
+            "../scripts/toy_data.py"
+
+
+rule validate_input:
+    input:
+        raw_files(),
+    output:
+        f"{DATA}/validation.json",
+    params:
+        raw_dir=RAW,
+        dialog_pattern=lambda wc: config["data"]["dialog_pattern"],  # a function: {split} is no wildcard
+        require_emotion=REQUIRE_EMOTION,
+        unknown_entities=config["data"]["unknown_entities"],
+        reviews=config["data"]["reviews"],
+    log:
+        f"{LOGS}/validate_input.log",
+    resources:
+        **stage_resources("default"),
+    script:
+        "../scripts/validate_input.py"
+
+
+rule process_split:
+    input:
+        dialogs=lambda wc: dialog_file(wc.split),
+        entity2id=raw_file("entity2id.json"),
+        validation=f"{DATA}/validation.json",
+    output:
+        pretrain=f"{PROCESSED}/{{split}}_pretrain.parquet",
+        rec=f"{PROCESSED}/{{split}}_rec.parquet",
+        sequences=f"{PROCESSED}/{{split}}_sequences.parquet",
+        stats=f"{PROCESSED}/{{split}}_stats.json",
+    params:
+        emotion=config["emotion"],
+        require_emotion=REQUIRE_EMOTION,
+    wildcard_constraints:
+        split="|".join(SPLITS),
+    log:
+        f"{LOGS}/process_split/{{split}}.log",
+    resources:
+        **stage_resources("default"),
+    script:
+        "../scripts/process_split.py"
+
+
+rule items:
+    input:
+        sequences=expand(f"{PROCESSED}/{{split}}_sequences.parquet", split=SPLITS),
+        train_rec=f"{PROCESSED}/train_rec.parquet",
+        entity2id=raw_file("entity2id.json"),
+    output:
+        item_ids=f"{DATA}/item_ids.json",
+        items_table=f"{DATA}/items.parquet",
+    log:
+        f"{LOGS}/items.log",
+    resources:
+        **stage_resources("default"),
+    script:
+        "../scripts/items.py"

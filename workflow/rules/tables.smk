@@ -1,0 +1,36 @@
+# Result tables (CSV under results/tables/).
+
+
+rule dataset_stats:
+    input:
+        validation=f"{DATA}/validation.json",
+        split_stats=expand(f"{PROCESSED}/{{split}}_stats.json", split=SPLITS),
+        kg_meta=f"{KG}/kg_meta.json",
+        items_table=f"{DATA}/items.parquet",
+    output:
+        f"{TABLES}/dataset_stats.csv",
+    log:
+        f"{LOGS}/dataset_stats.log",
+    resources:
+        **stage_resources("default"),
+    script:
+        "../scripts/dataset_stats.py"
+
+
+rule baselines:
+    input:
+        train_rec=f"{PROCESSED}/train_rec.parquet",
+        test_rec=f"{PROCESSED}/test_rec.parquet",
+        item_ids=f"{DATA}/item_ids.json",
+        matrix=f"{KG}/cooccurrence.npz",
+        contributions=f"{KG}/cooccurrence_dialogs.parquet",
+    output:
+        f"{TABLES}/baselines.csv",
+    params:
+        ks=config["evaluation"]["ks"],
+    log:
+        f"{LOGS}/baselines.log",
+    resources:
+        **stage_resources("default"),
+    script:
+        "../scripts/baselines.py"
