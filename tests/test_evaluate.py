@@ -42,3 +42,19 @@ def test_baselines_by_hand():
     assert rows["popularity"]["n_samples"] == 1
     assert rows["popularity"]["R@1"] == 0.0 and rows["popularity"]["R@2"] == 0.0
     assert rows["cooccurrence"]["R@1"] == 1.0 and rows["cooccurrence"]["RT@1"] == 1.0
+
+
+def test_leave_dialog_out_removes_the_leak():
+    # One training dialog: entity 1 in the context, item 12 recommended later. Its own counts are the only
+    # link 1 -> 12, so the full statistics find the gold item and the leave-dialog-out ones cannot.
+    train = _rec([{"dialog_id": "d", "context": ["x"], "entity": [1], "rec": [12], "rec_feedback": ["like"]},
+                  {"dialog_id": "e", "context": ["x"], "entity": [2], "rec": [11, 11], "rec_feedback": ["like"] * 2}])
+    counts = sp.csr_matrix(([1.0], ([1], [12])), shape=(13, 13))
+    contrib = pa.table({"dialog_id": ["d"], "src": pa.array([1], pa.int32()), "dst": pa.array([12], pa.int32()),
+                        "count": pa.array([1], pa.int32())})
+    rows = {r["model"]: r for r in evaluate_baselines(train, train, [10, 11, 12], CoOccurrence(counts, contrib),
+                                                      ks=(1,))}
+    assert rows["cooccurrence@train"]["n_samples"] == 3
+    # Sample d: found with the leak, ranked by popularity (12 has 1 vs 11's 2) without it; samples e: 11 wins.
+    assert rows["cooccurrence@train"]["R@1"] == pytest.approx(1.0)
+    assert rows["cooccurrence@train_leave_dialog_out"]["R@1"] == pytest.approx(2 / 3)

@@ -27,6 +27,8 @@ def test_toy_dag_outputs(toy_workspace):
     base = {r["model"]: r for r in _csv(res / "tables" / "baselines.csv")}
     # The toy data carries a learnable signal: training co-occurrence beats popularity by far.
     assert float(base["cooccurrence"]["R@10"]) > float(base["popularity"]["R@10"]) + 0.2
+    # Leaving the sample's own dialog out can only remove evidence for the gold item.
+    assert float(base["cooccurrence@train"]["R@10"]) >= float(base["cooccurrence@train_leave_dialog_out"]["R@10"])
     rec = pq.read_table(res / "data" / "processed" / "train_rec.parquet")
     assert {"rec", "rec_feedback", "next_emotions", "entity_emotions"} <= set(rec.column_names)
     meta = json.loads((res / "data" / "kg" / "kg_meta.json").read_text())
@@ -104,3 +106,21 @@ def test_unicrs_variant_without_emotions(tmp_path):
     rec = pq.read_table(tmp_path / "results" / "data" / "processed" / "test_rec.parquet")
     assert set(map(tuple, rec.column("next_emotions").to_pylist())) == {("neutral",)}
     assert (tmp_path / "results" / "toy" / "raw" / "train_data_dbpedia_raw.jsonl").exists()
+
+
+def test_release_responses_rule(copy_workspace):
+    ws = copy_workspace()
+    raw = ws / "results" / "toy" / "raw"
+    for split in ("train", "valid", "test"):
+        rec = pq.read_table(ws / "results" / "data" / "processed" / f"{split}_rec.parquet")
+        n = sum(bool(c) for c in rec.column("context").to_pylist())
+        (raw / f"conv_unicrs_{split}.jsonl").write_text(
+            "".join(json.dumps({"pred": f"System: try <movie> {k}", "label": ""}) + "\n" for k in range(n)))
+    (ws / "over.yaml").write_text(yaml.safe_dump({"data": {"unicrs_responses": "conv_unicrs_{split}.jsonl"}}))
+    target = "results/data/processed/test_unicrs_responses.parquet"
+    # (targets go before --configfile, which takes every following argument as a file)
+    out = snakemake(ws, target, "-n", "--configfile", TOY, str(ws / "over.yaml")).stdout
+    assert planned_jobs(out) == {"unicrs_responses": 1}
+    snakemake(ws, target, "--configfile", TOY, str(ws / "over.yaml"))
+    table = pq.read_table(ws / target)
+    assert table.column("resp").to_pylist()[:2] == ["try <movie> 0", "try <movie> 1"]

@@ -159,3 +159,15 @@ def dataset_stats_table(validation, split_stats: dict, kg_meta, items_path, *, o
         })
     _write_csv(out, rows)
 
+
+
+def unicrs_responses(responses_file, rec, *, out, stats) -> None:
+    from .data.responses import read_unicrs_responses
+
+    table, counts = read_unicrs_responses(responses_file, pq.read_table(rec))
+    write_parquet(out, table)
+    write_json(stats, counts)
+    if counts["label_mismatches"]:
+        log.warning("%d of %d labels differ from the gold responses: check that the file matches this split",
+                    counts["label_mismatches"], counts["responses"])
+    log.info("u_r: %s", counts)

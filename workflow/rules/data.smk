@@ -74,3 +74,22 @@ rule items:
         **stage_resources("default"),
     script:
         "../scripts/items.py"
+
+
+if config["data"]["unicrs_responses"]:
+
+    rule unicrs_responses:
+        input:
+            responses=lambda wc: raw_file(config["data"]["unicrs_responses"].format(split=wc.split)),
+            rec=f"{PROCESSED}/{{split}}_rec.parquet",
+        output:
+            responses=f"{PROCESSED}/{{split}}_unicrs_responses.parquet",
+            stats=f"{PROCESSED}/{{split}}_unicrs_responses.json",
+        wildcard_constraints:
+            split="|".join(SPLITS),
+        log:
+            f"{LOGS}/unicrs_responses/{{split}}.log",
+        resources:
+            **stage_resources("default"),
+        script:
+            "../scripts/unicrs_responses.py"
