@@ -124,3 +124,11 @@ def test_release_responses_rule(copy_workspace):
     snakemake(ws, target, "--configfile", TOY, str(ws / "over.yaml"))
     table = pq.read_table(ws / target)
     assert table.column("resp").to_pylist()[:2] == ["try <movie> 0", "try <movie> 1"]
+
+
+def test_lint_is_clean_but_for_conda(tmp_path):
+    # One pip/conda environment serves every rule (envs/ecrflow.yaml), so per-rule conda lints are expected.
+    proc = snakemake(tmp_path, "--lint", "--configfile", TOY, check=False)
+    lints = [line.strip() for line in (proc.stdout + proc.stderr).splitlines() if line.startswith("    * ")]
+    assert lints, "expected snakemake --lint to report at least the conda lint"
+    assert all("conda environment or container" in line for line in lints), lints

@@ -112,11 +112,10 @@ def build_kg(entity2id: dict[str, int], relation2id: dict[str, int], subkg: dict
     )
 
 
-def load_kg(raw_dir, *, reverse: str = "shared") -> tuple[KnowledgeGraph, dict[str, int], dict[str, int]]:
-    raw_dir = Path(raw_dir)
-    entity2id = load_id_map(raw_dir / "entity2id.json", "entity")
-    relation2id = load_id_map(raw_dir / "relation2id.json", "relation")
-    subkg_path = raw_dir / "dbpedia_subkg.json"
+def load_kg(entity2id_path, relation2id_path, subkg_path, *, reverse: str = "shared"
+            ) -> tuple[KnowledgeGraph, dict[str, int], dict[str, int]]:
+    entity2id = load_id_map(entity2id_path, "entity")
+    relation2id = load_id_map(relation2id_path, "relation")
     kg = build_kg(entity2id, relation2id, read_json(subkg_path), reverse=reverse, subkg_path=subkg_path)
     return kg, entity2id, relation2id
 

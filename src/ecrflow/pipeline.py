@@ -74,10 +74,10 @@ def process_split(dialog_file, entity2id_path, *, pretrain, rec, sequences, stat
     log.info("%s: %s", Path(dialog_file).name, summary)
 
 
-def kg_tensors(raw_dir, *, tensors, meta, entity2id_out, relation2id_out, reverse: str) -> None:
+def kg_tensors(entity2id, relation2id, subkg, *, tensors, meta, entity2id_out, relation2id_out, reverse: str) -> None:
     from .kg import load_kg, save_kg_tensors
 
-    kg, entity2id, relation2id = load_kg(raw_dir, reverse=reverse)
+    kg, entity2id, relation2id = load_kg(entity2id, relation2id, subkg, reverse=reverse)
     save_kg_tensors(tensors, kg)
     write_json(entity2id_out, entity2id, indent=None)
     write_json(relation2id_out, relation2id)

@@ -24,7 +24,7 @@ rule validate_input:
     output:
         f"{DATA}/validation.json",
     params:
-        raw_dir=RAW,
+        raw_dir=lambda wc, input: Path(input[0]).parent,
         dialog_pattern=lambda wc: config["data"]["dialog_pattern"],  # a function: {split} is no wildcard
         require_emotion=REQUIRE_EMOTION,
         unknown_entities=config["data"]["unknown_entities"],

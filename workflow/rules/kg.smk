@@ -13,7 +13,6 @@ rule kg_tensors:
         entity2id=f"{KG}/entity2id.json",
         relation2id=f"{KG}/relation2id.json",
     params:
-        raw_dir=RAW,
         reverse_edges=config["kg"]["reverse"],
     log:
         f"{LOGS}/kg_tensors.log",

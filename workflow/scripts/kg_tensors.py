@@ -1,6 +1,7 @@
 from ecrflow import pipeline
 from ecrflow.smk import run
 
-o = snakemake.output
-run(snakemake, pipeline.kg_tensors, raw_dir=snakemake.params.raw_dir, tensors=o.tensors, meta=o.meta,
-    entity2id_out=o.entity2id, relation2id_out=o.relation2id, reverse=snakemake.params.reverse_edges)
+i, o = snakemake.input, snakemake.output
+run(snakemake, pipeline.kg_tensors, entity2id=i.entity2id, relation2id=i.relation2id, subkg=i.subkg,
+    tensors=o.tensors, meta=o.meta, entity2id_out=o.entity2id, relation2id_out=o.relation2id,
+    reverse=snakemake.params.reverse_edges)
