@@ -46,10 +46,16 @@ def popularity_scores(train_rec: pa.Table, item_ids: list[int]) -> np.ndarray:
     return counts
 
 
-def _metrics(name: str, scores: np.ndarray, samples, ks) -> dict:
+def _metrics(name: str, score_chunks, samples, ks) -> dict:
+    """Metrics from score rows that arrive in chunks (a full samples x items matrix of ReDial's training
+    samples would take several GB)."""
     gold = np.array([g for _, _, g, _ in samples], dtype=np.int64)
     liked = np.array([fb == "like" for _, _, _, fb in samples], dtype=bool)
-    ranks = gold_ranks(scores, gold) if len(samples) else np.zeros(0, dtype=np.int64)
+    parts, start = [], 0
+    for chunk in score_chunks:
+        parts.append(gold_ranks(chunk, gold[start:start + len(chunk)]))
+        start += len(chunk)
+    ranks = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
     row = {"model": name, "n_samples": len(samples)}
     for k in ks:
         row[f"R@{k}"] = recall_at_k(ranks, k)
@@ -61,17 +67,29 @@ def _metrics(name: str, scores: np.ndarray, samples, ks) -> dict:
     return row
 
 
-def cooccurrence_scores(samples, item_ids: list[int], cooc: CoOccurrence, tie: np.ndarray,
-                        leave_dialog_out: bool = False) -> np.ndarray:
-    """sum_e P(item | e) over each sample's context entities, plus a popularity tie-breaker."""
-    rows = []
-    for did, ents, _, _ in samples:
-        if not ents:
-            rows.append(tie)
-            continue
-        glob = cooc.rows(ents, exclude_dialog=did if leave_dialog_out else None)
-        rows.append(np.asarray(glob[:, item_ids].sum(axis=0)).ravel() + tie)
-    return np.stack(rows) if rows else np.zeros((0, len(item_ids)))
+def _chunks(n: int, size: int = 1024):
+    for lo in range(0, n, size):
+        yield lo, min(n, lo + size)
+
+
+def popularity_chunks(samples, pop: np.ndarray):
+    for lo, hi in _chunks(len(samples)):
+        yield np.broadcast_to(pop, (hi - lo, len(pop)))
+
+
+def cooccurrence_chunks(samples, item_ids: list[int], cooc: CoOccurrence, tie: np.ndarray,
+                        leave_dialog_out: bool = False):
+    """Per sample, sum_e P(item | e) over its context entities, plus a popularity tie-breaker."""
+    items = np.asarray(item_ids, dtype=np.int64)
+    for lo, hi in _chunks(len(samples)):
+        rows = []
+        for did, ents, _, _ in samples[lo:hi]:
+            if not ents:
+                rows.append(tie)
+                continue
+            glob = cooc.rows(ents, exclude_dialog=did if leave_dialog_out else None)
+            rows.append(np.asarray(glob.sum(axis=0)).ravel()[items] + tie)
+        yield np.stack(rows)
 
 
 def evaluate_baselines(train_rec: pa.Table, test_rec: pa.Table, item_ids: list[int], cooc: CoOccurrence,
@@ -82,9 +100,9 @@ def evaluate_baselines(train_rec: pa.Table, test_rec: pa.Table, item_ids: list[i
     # Popularity enters the co-occurrence scores only as a tie-breaker (scaled below any co-occurrence mass).
     tie = pop / (pop.max() + 1.0) * 1e-6
     return [
-        _metrics("popularity", np.tile(pop, (len(test), 1)), test, ks),
-        _metrics("cooccurrence", cooccurrence_scores(test, item_ids, cooc, tie), test, ks),
-        _metrics("cooccurrence@train", cooccurrence_scores(train, item_ids, cooc, tie), train, ks),
+        _metrics("popularity", popularity_chunks(test, pop), test, ks),
+        _metrics("cooccurrence", cooccurrence_chunks(test, item_ids, cooc, tie), test, ks),
+        _metrics("cooccurrence@train", cooccurrence_chunks(train, item_ids, cooc, tie), train, ks),
         _metrics("cooccurrence@train_leave_dialog_out",
-                 cooccurrence_scores(train, item_ids, cooc, tie, leave_dialog_out=True), train, ks),
+                 cooccurrence_chunks(train, item_ids, cooc, tie, leave_dialog_out=True), train, ks),
     ]
