@@ -133,3 +133,16 @@ def test_turn_merge_max_and_concat():
     per_message = [[("like", 0.5), ("happy", 0.2)], [("curious", 0.6), ("like", 0.3)]]
     assert merge_emotions(per_message, "max") == [("curious", 0.6), ("like", 0.5), ("happy", 0.2)]
     assert merge_emotions(per_message, "concat") == [("like", 0.5), ("happy", 0.2), ("curious", 0.6), ("like", 0.3)]
+
+
+def test_speaker_tags_follow_roles(ecr_record, unicrs_record):
+    from ecrflow.data.turns import serialise_context
+
+    _, _, rec, _, _ = _records(ecr_record)
+    assert serialise_context(rec[1]["context"], rec[1]["context_roles"], "<|endoftext|>") == (
+        "System: What kind of movies do you like have you seen Avengers: Infinity War (2018) ? or Spider-Man (2002)"
+        "<|endoftext|>User: Yes and i liked them Those are awesome I like that kind of movies<|endoftext|>")
+    _, pretrain, _, _, _ = _records(unicrs_record, require_emotion=False)
+    # Seeker first: turn 2's context is tagged User, System (parity from index would give System first).
+    text = serialise_context(pretrain[2]["context"], pretrain[2]["context_roles"], "</s>")
+    assert text.startswith("User: Hi I am looking for a movie like Super Troopers (2001)</s>System: You should watch")

@@ -30,4 +30,3 @@ FEEDBACK_FROM_LIKED = {0: DISLIKE, 1: LIKE, 2: NOT_SAID}
 
 MOVIE_TOKEN = "<movie>"
 SELF_LOOP = "self_loop"
-DBPEDIA_RESOURCE = "<http://dbpedia.org/resource/"

@@ -12,7 +12,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterator
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -57,29 +57,9 @@ def read_json(path) -> Any:
         raise InputError(path, f"malformed JSON ({e.msg}, column {e.colno})", line=e.lineno) from None
 
 
-def write_jsonl(path, records: Iterable[dict]) -> int:
-    n = 0
-    with atomic_path(path) as tmp:
-        with open(tmp, "w", encoding="utf-8") as f:
-            for rec in records:
-                f.write(json.dumps(rec, ensure_ascii=False))
-                f.write("\n")
-                n += 1
-    return n
-
-
 def write_parquet(path, table: pa.Table) -> None:
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
-
-
-def read_parquet(path) -> pa.Table:
-    return pq.read_table(path)
-
-
-def write_text(path, text: str) -> None:
-    with atomic_path(path) as tmp:
-        Path(tmp).write_text(text, encoding="utf-8")
 
 
 def sha256_file(path, chunk: int = 1 << 20) -> str:

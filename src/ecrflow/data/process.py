@@ -19,8 +19,6 @@ later join uses keys, never line order (ECR_SPEC 8.16).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pyarrow as pa
 
 from ..constants import RECOMMENDER
@@ -170,6 +168,3 @@ def process_split(dialog_file, entity2id: dict[str, int], rule: EmotionRule, *, 
         "sequences": pa.Table.from_pylist(sequences, schema=SEQUENCE_SCHEMA),
     }
 
-
-def dialog_file(raw_dir, pattern: str, split: str) -> Path:
-    return Path(raw_dir) / pattern.format(split=split)

@@ -178,3 +178,16 @@ def suggested(dialog: Dialog, redial_id: str | None) -> int:
     if redial_id is None:
         return -1
     return int(dialog.initiator_questions.get(redial_id, {}).get("suggested", -1))
+
+
+SPEAKER_TAGS = {SEEKER: "User", RECOMMENDER: "System"}
+
+
+def serialise_context(texts: list[str], roles: list[str], sep: str) -> str:
+    """``"User: u0<sep>System: u1<sep>..."`` from explicit roles (ECR_SPEC 2), empty turns skipped.
+
+    The tag comes from each turn's stored role, so a dialog opened by the seeker is tagged correctly; the
+    reference derives tags from index parity and mislabels the seeker's first turn in pre-training (8.25).
+    ``sep`` is the language model's separator (``<|endoftext|>`` for DialoGPT, ``</s>`` for RoBERTa).
+    """
+    return "".join(f"{SPEAKER_TAGS[r]}: {t}{sep}" for t, r in zip(texts, roles) if t)
