@@ -12,7 +12,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -55,6 +55,24 @@ def read_json(path) -> Any:
             return json.load(f)
     except json.JSONDecodeError as e:
         raise InputError(path, f"malformed JSON ({e.msg}, column {e.colno})", line=e.lineno) from None
+
+
+def iter_jsonl(path, *, expected: str, on_blank: Callable[[int], None] | None = None) -> Iterator[tuple[int, Any]]:
+    """Yield (1-based line number, parsed object) per non-blank line of a JSON-lines file; a malformed line
+    raises :class:`InputError` naming the line and ``expected`` (what each line should hold)."""
+    from .errors import InputError
+
+    with open(path, encoding="utf-8") as f:
+        for line_no, raw in enumerate(f, start=1):
+            if not raw.strip():
+                if on_blank is not None:
+                    on_blank(line_no)
+                continue
+            try:
+                yield line_no, json.loads(raw)
+            except json.JSONDecodeError as e:
+                raise InputError(path, f"malformed JSON ({e.msg} at column {e.colno}); expected {expected}",
+                                 line=line_no) from None
 
 
 def write_parquet(path, table: pa.Table) -> None:

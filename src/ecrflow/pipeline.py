@@ -160,7 +160,6 @@ def dataset_stats_table(validation, split_stats: dict, kg_meta, items_path, *, o
     _write_csv(out, rows)
 
 
-
 def unicrs_responses(responses_file, rec, *, out, stats) -> None:
     from .data.responses import read_unicrs_responses
 

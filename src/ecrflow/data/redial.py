@@ -12,7 +12,6 @@ warning) where the reference silently skips (empty dialogs). Every error names f
 
 from __future__ import annotations
 
-import json
 import math
 from collections import Counter
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from typing import Any, Iterator
 
 from ..constants import EMOTIONS
 from ..errors import InputError
+from ..io import iter_jsonl
 
 RELEASE_HINT = (
     "the ECR data release (emo_data) provides {train,valid,test}_data_dbpedia_emo.jsonl, entity2id.json, "
@@ -173,18 +173,11 @@ def read_dialogs(path, *, require_emotion: bool, stats: ReadStats | None = None)
     if not path.exists():
         raise InputError(path, "file not found", hint=RELEASE_HINT)
     stats = stats if stats is not None else ReadStats()
-    with open(path, encoding="utf-8") as f:
-        for line_no, raw in enumerate(f, start=1):
-            if not raw.strip():
-                stats.warn("blank_lines", f"{path.name}:{line_no}")
-                continue
-            try:
-                obj = json.loads(raw)
-            except json.JSONDecodeError as e:
-                raise InputError(path, f"malformed JSON ({e.msg} at column {e.colno}); expected one "
-                                 f"conversation object per line", line=line_no) from None
-            dialog = parse_dialog(obj, path, line_no, require_emotion=require_emotion, stats=stats)
-            if dialog is not None:
-                stats.counts["dialogs"] += 1
-                stats.counts["messages"] += len(dialog.messages)
-                yield dialog
+    lines = iter_jsonl(path, expected="one conversation object per line",
+                       on_blank=lambda n: stats.warn("blank_lines", f"{path.name}:{n}"))
+    for line_no, obj in lines:
+        dialog = parse_dialog(obj, path, line_no, require_emotion=require_emotion, stats=stats)
+        if dialog is not None:
+            stats.counts["dialogs"] += 1
+            stats.counts["messages"] += len(dialog.messages)
+            yield dialog

@@ -11,13 +11,13 @@ it contains the ``<movie>`` slot, else ``''``.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pyarrow as pa
 
 from ..constants import MOVIE_TOKEN
 from ..errors import InputError
+from ..io import iter_jsonl
 
 RESPONSE_SCHEMA = pa.schema([
     ("dialog_id", pa.string()),
@@ -26,6 +26,10 @@ RESPONSE_SCHEMA = pa.schema([
     ("resp", pa.string()),
     ("label", pa.string()),
 ])
+
+
+def _after_system(text: str) -> str:
+    return text.split("System: ")[-1].strip()
 
 
 def _squash(text: str) -> str:
@@ -39,17 +43,10 @@ def read_unicrs_responses(path, rec: pa.Table) -> tuple[pa.Table, dict]:
         raise InputError(path, "file not found", hint="conv_unicrs_{split}.jsonl comes with the ECR data release; "
                          "set data.unicrs_responses: null if you do not have it")
     preds = []
-    with open(path, encoding="utf-8") as f:
-        for line_no, raw in enumerate(f, start=1):
-            if not raw.strip():
-                continue
-            try:
-                obj = json.loads(raw)
-            except json.JSONDecodeError as e:
-                raise InputError(path, f"malformed JSON ({e.msg})", line=line_no) from None
-            if not isinstance(obj, dict) or not isinstance(obj.get("pred"), str):
-                raise InputError(path, 'expected {"pred": str, "label": str}', line=line_no)
-            preds.append((obj["pred"], str(obj.get("label", ""))))
+    for line_no, obj in iter_jsonl(path, expected='one {"pred": str, "label": str} object per line'):
+        if not isinstance(obj, dict) or not isinstance(obj.get("pred"), str):
+            raise InputError(path, 'expected {"pred": str, "label": str}', line=line_no)
+        preds.append((obj["pred"], str(obj.get("label", ""))))
     keys = [(r["dialog_id"], r["turn"], r["resp"]) for r in rec.select(["dialog_id", "turn", "context", "resp"]).to_pylist()
             if r["context"]]
     if len(keys) != len(preds):
@@ -57,11 +54,11 @@ def read_unicrs_responses(path, rec: pa.Table) -> tuple[pa.Table, dict]:
                          f"must have one line per such turn, in file order (is it the same split and data version?)")
     rows, mismatched = [], 0
     for (did, turn, gold), (pred, label) in zip(keys, preds):
-        resp_all = pred.split("System: ")[-1].strip()
+        resp_all = _after_system(pred)
         rows.append({"dialog_id": did, "turn": turn, "resp_all": resp_all,
                      "resp": resp_all if MOVIE_TOKEN in resp_all else "", "label": label})
         # A sanity check of the alignment: the label is the gold (masked) response.
-        if label and _squash(label.split("System: ")[-1]) != _squash(gold):
+        if label and _squash(_after_system(label)) != _squash(gold):
             mismatched += 1
     counts = {"responses": len(rows), "with_movie_slot": sum(bool(r["resp"]) for r in rows),
               "label_mismatches": mismatched}
