@@ -15,6 +15,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/kg.smk"
 include: "workflow/rules/tables.smk"
+include: "workflow/rules/recommend.smk"
 
 
 rule all:

@@ -54,6 +54,21 @@ def _check_consistency(config: dict) -> None:
     if "{split}" not in data["dialog_pattern"]:
         raise ConfigError("invalid config:\n  data.dialog_pattern: must contain '{split}', "
                           f"got {data['dialog_pattern']!r}")
+    variants = config["variants"]
+    problems = []
+    for name, v in variants["recommend"].items():
+        if v["pretrain"] not in variants["pretrain"]:
+            problems.append(f"  variants.recommend.{name}.pretrain: {v['pretrain']!r} is not a stage-1 variant "
+                            f"(variants.pretrain has {', '.join(sorted(variants['pretrain']))})")
+    for table, rows in config["tables"].items():
+        for row in rows:
+            if row not in variants["recommend"]:
+                problems.append(f"  tables.{table}: {row!r} is not a stage-2 variant "
+                                f"(variants.recommend has {', '.join(sorted(variants['recommend']))})")
+    if "unicrs" not in variants["pretrain"]:
+        problems.append("  variants.pretrain: the conversation module starts from the 'unicrs' stage-1 variant")
+    if problems:
+        raise ConfigError("invalid config:\n" + "\n".join(problems))
 
 
 def config_hash(config: dict) -> str:

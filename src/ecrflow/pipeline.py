@@ -170,3 +170,65 @@ def unicrs_responses(responses_file, rec, *, out, stats) -> None:
         log.warning("%d of %d labels differ from the gold responses: check that the file matches this split",
                     counts["label_mismatches"], counts["responses"])
     log.info("u_r: %s", counts)
+
+
+def toy_models(pretrain, rec, *, lm_config, encoder_config, summary, spec: dict, seed: int) -> None:
+    """The toy run's tokenizer, tiny GPT-2 and tiny RoBERTa (models.toy), trained/built from the training
+    dialogues; the rule's outputs are the two config.json files (their folders are the model paths)."""
+    from .models.toy import build_toy_models
+
+    texts = pq.read_table(pretrain, columns=["resp"]).column("resp").to_pylist()
+    texts += pq.read_table(rec, columns=["resp"]).column("resp").to_pylist()  # masked: teaches <movie>
+    result = build_toy_models([t for t in texts if t], Path(lm_config).parent, Path(encoder_config).parent,
+                              vocab_size=spec["vocab_size"], hidden=spec["hidden"], n_layer=spec["n_layer"],
+                              n_head=spec["n_head"], lm_steps=spec["lm_steps"], seed=seed)
+    write_json(summary, result)
+    log.info("toy models: %s", result)
+
+
+def data_fingerprint(paths: list) -> str:
+    """One hash over the content hashes of the given files."""
+    import hashlib
+
+    from .io import sha256_file
+
+    h = hashlib.sha256()
+    for p in paths:
+        h.update(f"{Path(p).name}:{sha256_file(p)}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def rec_table(name: str, predictions: dict, fingerprint_files: list, *, out, provenance, ks, auc_batch_size: int,
+              config: dict) -> None:
+    """Table 1 or 3 from stage-2 test predictions, with a sibling provenance file (config hash, data
+    fingerprint, the paper's numbers, the AUC protocol)."""
+    from .config import config_hash
+    from .paper import COLUMNS, PAPER, PROTOCOL
+    from .recommend.stages import metrics_from_predictions
+
+    rows, full = [], {}
+    for variant, path in predictions.items():
+        m = metrics_from_predictions(path, ks=ks, auc_batch_size=auc_batch_size)
+        full[variant] = m
+        named = {"AUC": m["auc"], "AUC_global": m["auc_global"]}
+        for k in ks:
+            named[f"RT@{k}"] = m[f"recall_true@{k}"]
+            named[f"R@{k}"] = m[f"recall@{k}"]
+        row = {"model": variant, **{c: named[c] for c in COLUMNS[name] if c in named}}
+        row.update({"MRR@10": m.get("mrr@10", float("nan")), "NDCG@10": m.get("ndcg@10", float("nan")),
+                    "samples": m["samples"], "auc_batches": m["auc_batches"],
+                    "auc_batches_skipped": m["auc_batches_skipped"]})
+        rows.append(row)
+    _write_csv(out, rows)
+    write_json(provenance, {
+        "table": name,
+        "config_hash": config_hash(config),
+        "data_fingerprint": data_fingerprint(fingerprint_files),
+        "data_files": [str(p) for p in fingerprint_files],
+        "toy": bool(config["toy"]["enabled"]),
+        "protocol": PROTOCOL.format(auc_batch_size=auc_batch_size),
+        "variants": {v: config["variants"]["recommend"][v] for v in predictions},
+        "metrics": full,
+        "paper": PAPER[name],
+    })
+    log.info("%s: %s", name, json.dumps(rows))
