@@ -68,3 +68,41 @@ def copy_workspace(toy_workspace, tmp_path):
         return dst
 
     return make
+
+
+TINY_TEXTS = [
+    "Hi, I am looking for a good comedy tonight.",
+    "Have you seen <movie> ? It is a funny one with a great cast.",
+    "I loved it, thanks! Anything like it with more action?",
+    "Then try <movie> , an action comedy from the same director.",
+    "Sounds great, I will watch it. Goodbye!",
+] * 20
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory):
+    """A tokenizer, a tiny GPT-2 and a tiny RoBERTa saved as local model folders (models.toy), loaded back
+    through the same code path as hub models."""
+    from ecrflow.models.lm import load_frozen
+    from ecrflow.models.toy import build_toy_models
+
+    root = tmp_path_factory.mktemp("tiny_models")
+    build_toy_models(TINY_TEXTS, root / "lm", root / "enc", vocab_size=300, hidden=32, n_layer=2, n_head=2,
+                     lm_steps=30, seed=0)
+    return {"paths": {"plm": str(root / "lm"), "text_encoder": str(root / "enc")},
+            "frozen": load_frozen(str(root / "lm"), str(root / "enc"))}
+
+
+@pytest.fixture
+def tiny_kg():
+    """A 12-entity graph (entity 11 pads) over 3 relations, both directions and self loops."""
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    src = torch.randint(0, 11, (30,), generator=g)
+    dst = torch.randint(0, 11, (30,), generator=g)
+    rel = torch.randint(0, 2, (30,), generator=g)
+    loops = torch.arange(12)
+    edge_index = torch.stack([torch.cat([src, dst, loops]), torch.cat([dst, src, loops])])
+    edge_type = torch.cat([rel, rel, torch.full((12,), 2)])
+    return {"n_entity": 12, "pad_entity": 11, "n_relation": 3}, edge_index, edge_type

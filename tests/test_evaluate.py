@@ -58,3 +58,41 @@ def test_leave_dialog_out_removes_the_leak():
     # Sample d: found with the leak, ranked by popularity (12 has 1 vs 11's 2) without it; samples e: 11 wins.
     assert rows["cooccurrence@train"]["R@1"] == pytest.approx(1.0)
     assert rows["cooccurrence@train_leave_dialog_out"]["R@1"] == pytest.approx(2 / 3)
+
+
+# -- feedback-aware metrics, hand-computed ---------------------------------------------------------------------
+from ecrflow.evaluate import batch_auc, global_auc, recommendation_metrics  # noqa: E402
+
+
+def test_batch_auc_per_batch_in_file_order_with_skipped_batches():
+    # batch 1 (size 3): liked 0.9, 0.2; disliked 0.5 -> pairs (0.9>0.5)=1, (0.2<0.5)=0 -> 0.5
+    # batch 2: liked 0.4; disliked 0.4 (tie), 0.1 -> (0.5 + 1) / 2 = 0.75
+    # batch 3: only not-said and liked -> skipped
+    scores = [0.9, 0.5, 0.2, 0.4, 0.4, 0.1, 0.3, 0.8]
+    fb = [1, 0, 1, 1, 0, 0, -1, 1]
+    auc, used, skipped = batch_auc(scores, fb, 3)
+    assert (used, skipped) == (2, 1) and auc == pytest.approx((0.5 + 0.75) / 2)
+    # Over the whole split: liked {0.9, 0.2, 0.4, 0.8} vs disliked {0.5, 0.4, 0.1}:
+    # 0.9: 3; 0.2: 1; 0.4: 1 + 0.5 tie; 0.8: 3 -> 8.5 / 12
+    assert global_auc(scores, fb) == pytest.approx(8.5 / 12)
+    # Batch size changes the paper's AUC, not the global one (why the table reports both).
+    assert batch_auc(scores, fb, 8)[0] == pytest.approx(8.5 / 12)
+
+
+def test_auc_without_both_classes_is_none_not_zero():
+    assert batch_auc([0.1, 0.2], [1, 1], 32) == (None, 0, 1)
+    assert global_auc([0.1, 0.2], [1, -1]) is None
+
+
+def test_recall_true_counts_liked_samples_only():
+    ranks = np.array([0, 5, 20, 60])
+    fb = np.array([1, 0, 1, -1])
+    m = recommendation_metrics(ranks, fb, np.array([0.9, 0.1, 0.6, 0.3]), ks=(1, 10, 50), auc_batch_size=32)
+    assert m["recall@1"] == 0.25 and m["recall@10"] == 0.5 and m["recall@50"] == 0.75
+    assert m["recall_true@1"] == 0.5 and m["recall_true@10"] == 0.5 and m["recall_true@50"] == 1.0
+    assert m["mrr@10"] == pytest.approx((1 + 1 / 6) / 4)
+    assert m["ndcg@10"] == pytest.approx((1 + 1 / np.log2(7)) / 4)
+    assert m["auc"] == 1.0 and m["auc_global"] == 1.0  # liked 0.9, 0.6 > disliked 0.1
+    # mse over judged samples: (0.9-1)^2, 0.1^2, (0.6-1)^2
+    assert m["mse"] == pytest.approx((0.01 + 0.01 + 0.16) / 3)
+    assert (m["samples"], m["liked"], m["disliked"]) == (4, 2, 1)

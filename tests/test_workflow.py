@@ -2,11 +2,18 @@
 
 import csv
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 
 import pyarrow.parquet as pq
 import pytest
 import yaml
+
+from safetensors.torch import load_file
 
 from conftest import REPO, planned_jobs, snakemake
 
@@ -38,19 +45,83 @@ def test_toy_dag_outputs(toy_workspace):
     assert (res / "logs" / "cooccurrence.log").read_text().strip().endswith("rule cooccurrence done")
 
 
+def test_toy_recommendation_tables(toy_workspace):
+    res = toy_workspace / "results"
+    base = {r["model"]: r for r in _csv(res / "tables" / "baselines.csv")}
+    t1 = {r["model"]: r for r in _csv(res / "tables" / "table1.csv")}
+    t3 = {r["model"]: r for r in _csv(res / "tables" / "table3.csv")}
+    assert list(t1) == ["unicrs", "ecr"] and list(t3) == ["unicrs", "ecr_l", "ecr_ls", "ecr_lg", "ecr"]
+    # Trained on the toy data (seeded), the emotion-aware recommender beats the popularity baseline.
+    assert float(t1["ecr"]["R@10"]) > float(base["popularity"]["R@10"]) + 0.1
+    # Rows shared by both tables come from the same runs.
+    assert t1["ecr"]["R@10"] == t3["ecr"]["R@10"] and t1["unicrs"]["AUC"] == t3["unicrs"]["AUC"]
+    row = t1["ecr"]
+    assert set(row) >= {"AUC", "AUC_global", "RT@1", "RT@10", "RT@50", "R@1", "R@10", "R@50"}
+    assert int(row["auc_batches"]) + int(row["auc_batches_skipped"]) == -(-int(row["samples"]) // 32)
+    prov = json.loads((res / "tables" / "table1.provenance.json").read_text())
+    assert prov["paper"]["ecr"]["AUC"] == 0.541 and len(prov["config_hash"]) == 16
+    assert len(prov["data_fingerprint"]) == 16 and "batch of 32" in prov["protocol"]
+    # Predictions are keyed, ranked and consistent with the gold rank.
+    pred = pq.read_table(res / "recommend" / "ecr" / "test_predictions.parquet").to_pylist()
+    test_rec = pq.read_table(res / "data" / "processed" / "test_rec.parquet").to_pylist()
+    keys = {(r["dialog_id"], r["turn"], i) for r in test_rec if r["context"] for i in r["rec"]}
+    assert {(p["dialog_id"], p["turn"], p["item"]) for p in pred} == keys and len(pred) == int(row["samples"])
+    for p in pred[:50]:
+        assert len(p["top_items"]) == 50 and p["top_scores"] == sorted(p["top_scores"], reverse=True)
+        if p["gold_rank"] < 50:
+            assert p["top_items"][p["gold_rank"]] == p["item"]
+    # Stage 2 starts from stage 1 (the log names the checkpoint) and training history is recorded.
+    log = (res / "logs" / "recommend_train" / "ecr.log").read_text()
+    assert "initialised from results/pretrain/ecr/model.safetensors" in log
+    hist = json.loads((res / "recommend" / "ecr" / "train_metrics.json").read_text())
+    assert len(hist["epochs"]) == 8 and hist["epochs"][-1]["train_loss"] < hist["epochs"][0]["train_loss"]
+    assert not (res / "work" / "recommend" / "ecr").exists()  # checkpoints removed after success
+
+
+def test_conversation_module_writes_keyed_responses(toy_workspace):
+    res = toy_workspace / "results"
+    for split in ("train", "valid", "test"):
+        rec = pq.read_table(res / "data" / "processed" / f"{split}_rec.parquet")
+        resp = pq.read_table(res / "conversation" / f"{split}_responses.parquet")
+        with_context = {(d, t) for d, t, c in zip(rec.column("dialog_id").to_pylist(), rec.column("turn").to_pylist(),
+                                                  rec.column("context").to_pylist()) if c}
+        assert set(zip(resp.column("dialog_id").to_pylist(), resp.column("turn").to_pylist())) == with_context
+    texts = pq.read_table(res / "conversation" / "test_responses.parquet").column("resp").to_pylist()
+    assert sum(bool(t.strip()) for t in texts) > 0.9 * len(texts)
+    # The toy LM learnt the masked responses: the slot token appears in generated responses.
+    assert any("<movie>" in t for t in texts)
+
+
 def test_built_workspace_has_nothing_to_do(toy_workspace):
     out = snakemake(toy_workspace, "-n", "--configfile", TOY).stdout
     assert planned_jobs(out) == {}
 
 
+TRAIN_ALL = {"pretrain": 2, "conversation_train": 1, "conversation_generate": 1, "recommend_train": 5,
+             "recommend_predict": 5, "rec_table": 2}
+ECR_BRANCH = {"pretrain": 1, "recommend_train": 4, "recommend_predict": 4, "rec_table": 2}
+
+
 @pytest.mark.parametrize("change, expected", [
-    ({"cooccurrence": {"top_n_labels": 2}}, {"cooccurrence": 1, "baselines": 1, "all": 1}),
-    ({"kg": {"reverse": "separate"}}, {"kg_tensors": 1, "dataset_stats": 1, "all": 1}),
+    # Only the ECR stage-1 variant uses co-occurrence; the UniCRS branch and the conversation module stay.
+    ({"cooccurrence": {"top_n_labels": 2}}, {"cooccurrence": 1, "baselines": 1, **ECR_BRANCH, "all": 1}),
+    ({"cooccurrence": {"leave_dialog_out": True}}, {**ECR_BRANCH, "all": 1}),
+    ({"kg": {"reverse": "separate"}}, {"kg_tensors": 1, "dataset_stats": 1, **TRAIN_ALL, "all": 1}),
     ({"emotion": {"threshold": 0.2}},
-     {"process_split": 3, "items": 1, "cooccurrence": 1, "baselines": 1, "dataset_stats": 1, "all": 1}),
+     {"process_split": 3, "items": 1, "cooccurrence": 1, "baselines": 1, "dataset_stats": 1, "toy_models": 1,
+      **TRAIN_ALL, "all": 1}),
     ({"toy": {"seed": 8}},
      {"toy_data": 1, "validate_input": 1, "process_split": 3, "kg_tensors": 1, "items": 1, "cooccurrence": 1,
-      "baselines": 1, "dataset_stats": 1, "all": 1}),
+      "baselines": 1, "dataset_stats": 1, "toy_models": 1, **TRAIN_ALL, "all": 1}),
+    # Evaluation settings recompute tables, inference settings predictions: nothing is retrained.
+    ({"evaluation": {"auc_batch_size": 16}}, {"rec_table": 2, "all": 1}),
+    ({"recommend": {"top_k": 20}}, {"recommend_predict": 5, "rec_table": 2, "all": 1}),
+    ({"conversation": {"max_gen_len": 10}}, {"conversation_generate": 1, "all": 1}),
+    ({"train": {"checkpoint_every": 3}}, {}),
+    ({"recommend": {"lr": 0.001}}, {"recommend_train": 5, "recommend_predict": 5, "rec_table": 2, "all": 1}),
+    ({"variants": {"recommend": {"ecr": {"pretrain": "ecr", "emotions": True, "global_entities": True,
+                                         "weighted_loss": False}}}},
+     {"recommend_train": 1, "recommend_predict": 1, "rec_table": 2, "all": 1}),
 ])
 def test_a_changed_parameter_reruns_exactly_its_dependents(copy_workspace, change, expected):
     ws = copy_workspace()
@@ -61,7 +132,7 @@ def test_a_changed_parameter_reruns_exactly_its_dependents(copy_workspace, chang
 
 def test_same_config_gives_identical_tables(toy_workspace, tmp_path):
     snakemake(tmp_path, "--configfile", TOY)
-    for table in ("dataset_stats.csv", "baselines.csv"):
+    for table in ("dataset_stats.csv", "baselines.csv", "table1.csv", "table3.csv"):
         a = (toy_workspace / "results" / "tables" / table).read_bytes()
         assert a == (tmp_path / "results" / "tables" / table).read_bytes()
 
@@ -102,7 +173,7 @@ def test_invalid_input_stops_the_dag_at_validation(copy_workspace):
 def test_unicrs_variant_without_emotions(tmp_path):
     (tmp_path / "over.yaml").write_text(yaml.safe_dump(
         {"data": {"emotions": "none", "dialog_pattern": "{split}_data_dbpedia_raw.jsonl"}}))
-    snakemake(tmp_path, "--configfile", TOY, str(tmp_path / "over.yaml"))
+    snakemake(tmp_path, "results/data/processed/test_rec.parquet", "--configfile", TOY, str(tmp_path / "over.yaml"))
     rec = pq.read_table(tmp_path / "results" / "data" / "processed" / "test_rec.parquet")
     assert set(map(tuple, rec.column("next_emotions").to_pylist())) == {("neutral",)}
     assert (tmp_path / "results" / "toy" / "raw" / "train_data_dbpedia_raw.jsonl").exists()
@@ -132,3 +203,29 @@ def test_lint_is_clean_but_for_conda(tmp_path):
     lints = [line.strip() for line in (proc.stdout + proc.stderr).splitlines() if line.startswith("    * ")]
     assert lints, "expected snakemake --lint to report at least the conda lint"
     assert all("conda environment or container" in line for line in lints), lints
+
+
+def test_killed_stage2_resumes_from_its_checkpoint(copy_workspace):
+    """Kill stage 2 mid-run (SIGKILL to the whole job, as a scheduler would), rerun the same target: it resumes
+    from the last checkpoint and ends with the model an uninterrupted run produced."""
+    ws = copy_workspace()
+    target = "results/recommend/unicrs/model.safetensors"
+    before = load_file(ws / target)
+    (ws / "over.yaml").write_text(yaml.safe_dump({"train": {"checkpoint_every": 5}}))
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--cores", "2", target,
+           "--forcerun", "recommend_train", "--configfile", TOY, str(ws / "over.yaml")]
+    proc = subprocess.Popen(cmd, cwd=ws, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    state = ws / "results" / "work" / "recommend" / "unicrs" / "checkpoint" / "trainer_state.json"
+    deadline = time.time() + 300
+    while not state.exists() or json.loads(state.read_text())["step"] < 10:
+        assert proc.poll() is None and time.time() < deadline, "training ended before a checkpoint was seen"
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (ws / target).exists()  # no output from a killed job
+    killed_at = json.loads(state.read_text())["step"]
+    snakemake(ws, target, "--rerun-incomplete", "--configfile", TOY, str(ws / "over.yaml"))
+    log = (ws / "results" / "logs" / "recommend_train" / "unicrs.log").read_text()
+    assert f"resumed from step {killed_at}" in log
+    after = load_file(ws / target)
+    assert before.keys() == after.keys() and all(bool((before[k] == after[k]).all()) for k in before)

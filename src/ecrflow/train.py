@@ -67,6 +67,8 @@ class TrainState:
     best: float | None = None
     best_epoch: int | None = None
     history: list[dict] = field(default_factory=list)
+    loss_sum: float = 0.0  # training loss of the current epoch so far (kept across a resume)
+    loss_batches: int = 0
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__, indent=1)
@@ -210,6 +212,7 @@ class Trainer:
         total = cfg.epochs * updates_per_epoch
         optimizer = torch.optim.AdamW(param_groups(self.trainable, cfg.weight_decay), lr=cfg.lr)
         scheduler = get_linear_schedule_with_warmup(optimizer, min(cfg.warmup_steps, total), total)
+        self._last_scheduler = scheduler
         state = self._load_checkpoint(optimizer, scheduler)
         resumed_from = state.step if state else None
         if state is None:
@@ -230,7 +233,6 @@ class Trainer:
             if state.batch:
                 loader = acc.skip_first_batches(loader, state.batch)
             model.train()
-            running, seen = 0.0, 0
             for i, batch in enumerate(loader, start=state.batch):
                 group_start = (i // cfg.grad_accum) * cfg.grad_accum
                 group_size = min(cfg.grad_accum, n_batches - group_start)
@@ -240,8 +242,8 @@ class Trainer:
                     with acc.autocast():
                         loss = model(batch, self.task)["loss"]
                     acc.backward(loss / group_size)
-                running += loss.item()
-                seen += 1
+                state.loss_sum += loss.item()
+                state.loss_batches += 1
                 state.batch = i + 1
                 if is_update:
                     if cfg.max_grad_norm:
@@ -251,24 +253,30 @@ class Trainer:
                     optimizer.zero_grad(set_to_none=True)
                     state.step += 1
                     bar.update(1)
-                    bar.set_postfix(epoch=epoch, loss=f"{running / seen:.4f}")
+                    bar.set_postfix(epoch=epoch, loss=f"{state.loss_sum / state.loss_batches:.4f}")
                     if cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0 and state.batch < n_batches:
                         self._save_checkpoint(state, optimizer, scheduler)
                     if on_step is not None:
                         on_step(state)
-            record = {"epoch": epoch, "step": state.step, "train_loss": running / max(seen, 1),
+            record = {"epoch": epoch, "step": state.step, "train_loss": state.loss_sum / max(state.loss_batches, 1),
                       "lr": scheduler.get_last_lr()[0]}
             if evaluate is not None:
                 model.eval()
                 record["valid"] = evaluate()
-            metric = record["valid"][cfg.select_metric] if evaluate is not None else -epoch
-            if _better(metric, state.best, cfg.select_metric if evaluate is not None else "loss"):
+            if evaluate is None:
+                metric, mode = -epoch, "loss"  # no validation: the last epoch is the best
+            else:
+                if cfg.select_metric not in record["valid"]:
+                    raise ValueError(f"select_metric {cfg.select_metric!r} is not a validation metric "
+                                     f"({', '.join(sorted(record['valid']))})")
+                metric, mode = record["valid"][cfg.select_metric], cfg.select_metric
+            if state.best_epoch is None or (metric is not None and _better(metric, state.best, mode)):
                 state.best, state.best_epoch = metric, epoch
                 if acc.is_main_process:
                     _save_safetensors(self.work_dir / BEST, self.trainable.state_dict())
             state.history.append(record)
             log.info("epoch %d: %s", epoch, json.dumps(record))
-            state.epoch, state.batch = epoch + 1, 0
+            state.epoch, state.batch, state.loss_sum, state.loss_batches = epoch + 1, 0, 0.0, 0
             self._save_checkpoint(state, optimizer, scheduler)
         bar.close()
         acc.wait_for_everyone()

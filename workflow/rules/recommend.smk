@@ -29,6 +29,31 @@ def responses_file(split):
     return f"{CONV}/{split}_responses.parquet"
 
 
+def section_for_training(name, *inference_keys):
+    """A stage's config without the keys that only matter at inference, so that changing them does not
+    retrain the model."""
+    return {k: v for k, v in config[name].items() if k not in inference_keys}
+
+
+def cooccurrence_inputs(flags):
+    """The co-occurrence files, for variants with global entities only."""
+    if not flags["global_entities"]:
+        return {}
+    return {"matrix": f"{KG}/cooccurrence.npz", "contributions": f"{KG}/cooccurrence_dialogs.parquet"}
+
+
+def leave_dialog_out(flags):
+    return config["cooccurrence"]["leave_dialog_out"] if flags["global_entities"] else None
+
+
+def rec_flags(wc):
+    return config["variants"]["recommend"][wc.variant]
+
+
+def pre_flags(wc):
+    return config["variants"]["pretrain"][wc.variant]
+
+
 def rec_responses(*splits):
     return {f"{s}_responses": responses_file(s) for s in splits} if config["recommend"]["use_resp"] else {}
 
@@ -56,11 +81,10 @@ if config["toy"]["enabled"]:
 
 rule pretrain:
     input:
+        unpack(lambda wc: cooccurrence_inputs(pre_flags(wc))),
         train=f"{PROCESSED}/train_pretrain.parquet",
         valid=f"{PROCESSED}/valid_pretrain.parquet",
         kg=f"{KG}/kg.safetensors",
-        matrix=f"{KG}/cooccurrence.npz",
-        contributions=f"{KG}/cooccurrence_dialogs.parquet",
         models=frozen_model_files(),
     output:
         model=f"{PRE}/{{variant}}/model.safetensors",
@@ -68,11 +92,11 @@ rule pretrain:
     wildcard_constraints:
         variant=PRE_VARIANTS,
     params:
-        flags=lambda wc: config["variants"]["pretrain"][wc.variant],
+        flags=pre_flags,
         section=config["pretrain"],
-        train_cfg=config["train"],
+        precision=config["train"]["precision"],  # checkpoint_every changes no result: not a param
         models=FROZEN,
-        leave_dialog_out=config["cooccurrence"]["leave_dialog_out"],
+        leave_dialog_out=lambda wc: leave_dialog_out(pre_flags(wc)),
         work_dir=lambda wc: f"{WORK}/pretrain/{wc.variant}",
     log:
         f"{LOGS}/pretrain/{{variant}}.log",
@@ -96,8 +120,8 @@ rule conversation_train:
         model=f"{CONV}/model.safetensors",
         metrics=f"{CONV}/metrics.json",
     params:
-        section=config["conversation"],
-        train_cfg=config["train"],
+        section=section_for_training("conversation", "max_gen_len", "no_repeat_ngram_size", "gen_batch_size"),
+        precision=config["train"]["precision"],  # checkpoint_every changes no result: not a param
         models=FROZEN,
         work_dir=f"{WORK}/conversation",
     log:
@@ -121,7 +145,7 @@ rule conversation_generate:
         expand(f"{CONV}/{{split}}_responses.parquet", split=SPLITS),
     params:
         section=config["conversation"],
-        train_cfg=config["train"],
+        precision=config["train"]["precision"],  # checkpoint_every changes no result: not a param
         models=FROZEN,
         splits=SPLITS,
     log:
@@ -136,12 +160,11 @@ rule conversation_generate:
 rule recommend_train:
     input:
         unpack(lambda wc: rec_responses("train", "valid")),
+        unpack(lambda wc: cooccurrence_inputs(rec_flags(wc))),
         train=f"{PROCESSED}/train_rec.parquet",
         valid=f"{PROCESSED}/valid_rec.parquet",
         kg=f"{KG}/kg.safetensors",
         item_ids=f"{DATA}/item_ids.json",
-        matrix=f"{KG}/cooccurrence.npz",
-        contributions=f"{KG}/cooccurrence_dialogs.parquet",
         init=lambda wc: f"{PRE}/{config['variants']['recommend'][wc.variant]['pretrain']}/model.safetensors",
         models=frozen_model_files(),
     output:
@@ -150,11 +173,11 @@ rule recommend_train:
     wildcard_constraints:
         variant=REC_VARIANTS,
     params:
-        flags=lambda wc: config["variants"]["recommend"][wc.variant],
-        section=config["recommend"],
-        train_cfg=config["train"],
+        flags=rec_flags,
+        section=section_for_training("recommend", "top_k"),
+        precision=config["train"]["precision"],  # checkpoint_every changes no result: not a param
         models=FROZEN,
-        leave_dialog_out=config["cooccurrence"]["leave_dialog_out"],
+        leave_dialog_out=lambda wc: leave_dialog_out(rec_flags(wc)),
         work_dir=lambda wc: f"{WORK}/recommend/{wc.variant}",
     log:
         f"{LOGS}/recommend_train/{{variant}}.log",
@@ -170,12 +193,11 @@ rule recommend_train:
 rule recommend_predict:
     input:
         unpack(lambda wc: rec_responses(*EVAL_SPLITS)),
+        unpack(lambda wc: cooccurrence_inputs(rec_flags(wc))),
         valid=f"{PROCESSED}/valid_rec.parquet",
         test=f"{PROCESSED}/test_rec.parquet",
         kg=f"{KG}/kg.safetensors",
         item_ids=f"{DATA}/item_ids.json",
-        matrix=f"{KG}/cooccurrence.npz",
-        contributions=f"{KG}/cooccurrence_dialogs.parquet",
         model=f"{REC}/{{variant}}/model.safetensors",
         models=frozen_model_files(),
     output:
@@ -184,9 +206,9 @@ rule recommend_predict:
     wildcard_constraints:
         variant=REC_VARIANTS,
     params:
-        flags=lambda wc: config["variants"]["recommend"][wc.variant],
+        flags=rec_flags,
         section=config["recommend"],
-        train_cfg=config["train"],
+        precision=config["train"]["precision"],  # checkpoint_every changes no result: not a param
         models=FROZEN,
     log:
         f"{LOGS}/recommend_predict/{{variant}}.log",

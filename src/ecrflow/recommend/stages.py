@@ -58,6 +58,9 @@ def make_collator(setup: Setup, section: dict, co: CoOccurrence | None, *, leave
 
 def build_model(setup: Setup, section: dict, flags: dict, *, n_prefix: int, fusion: str, init=None,
                 item_ids=None, loss_labels: str = "entities") -> PromptedModel:
+    from ..train import seed_everything
+
+    seed_everything(section["seed"])  # the initialisation is part of the run: same seed, same model
     prompt = build_prompt_encoder(setup.frozen, setup.kg_meta, setup.edge_index, setup.edge_type,
                                   num_bases=section["num_bases"], emotion_dim=section["emotion_dim"],
                                   n_prefix=n_prefix, emotions=flags["emotions"],
@@ -69,6 +72,14 @@ def build_model(setup: Setup, section: dict, flags: dict, *, n_prefix: int, fusi
                  report["new"] or "none", report["ignored"] or "none")
     ids = torch.as_tensor(item_ids) if item_ids is not None else None
     return PromptedModel(setup.frozen, prompt, item_ids=ids, loss_labels=loss_labels)
+
+
+def _cooccurrence(flags: dict, matrix, contributions) -> CoOccurrence | None:
+    if not flags["global_entities"]:
+        return None
+    if matrix is None:
+        raise ValueError("global_entities is on but no co-occurrence matrix was given")
+    return CoOccurrence.load(matrix, contributions)
 
 
 def _loader(samples: list[Sample], collate, batch_size: int, accelerator):
@@ -127,6 +138,7 @@ def _validation(model, samples, collate, section, item_ids, accelerator, ks=(1, 
 
 def _run_fit(model, samples, collate, section, train_cfg, work_dir, fp_params, fp_inputs, evaluate, task, accelerator):
     cfg = TrainConfig.from_config(section, train_cfg)
+    fp_params = {**fp_params, "precision": train_cfg["precision"]}
     trainer = Trainer(model, model.prompt, cfg, work_dir, fingerprint(fp_params, fp_inputs), task=task,
                       accelerator=accelerator)
     result = trainer.fit(samples, collate, evaluate=evaluate)
@@ -150,7 +162,7 @@ def _history(result, extra: dict) -> dict:
 
 # -- stage 1 ----------------------------------------------------------------------------------------------------
 
-def pretrain(train, valid, kg_tensors, matrix, contributions, *, model_out, metrics_out, work_dir, models: dict,
+def pretrain(train, valid, kg_tensors, matrix=None, contributions=None, *, model_out, metrics_out, work_dir, models: dict,
              section: dict, train_cfg: dict, flags: dict, leave_dialog_out: bool) -> None:
     from ..train import make_accelerator
 
@@ -159,13 +171,13 @@ def pretrain(train, valid, kg_tensors, matrix, contributions, *, model_out, metr
     lm, enc = text_sides(setup, section)
     tr = pretrain_samples(pq.read_table(train), lm, enc, section["entity_max_length"])
     va = pretrain_samples(pq.read_table(valid), lm, enc, section["entity_max_length"])
-    co = CoOccurrence.load(matrix, contributions) if flags["global_entities"] else None
+    co = _cooccurrence(flags, matrix, contributions)
     model = build_model(setup, section, flags, n_prefix=0, fusion="entity")
     all_entities = list(range(setup.kg_meta["n_entity"] - 1))  # pre-training ranks over all entities
     evaluate = _validation(model, va, make_collator(setup, section, co), section, all_entities, acc)
     trainer, result = _run_fit(model, tr, make_collator(setup, section, co, leave_dialog_out=leave_dialog_out),
                                section, train_cfg, work_dir, {"section": section, "flags": flags, "models": models},
-                               [train, valid, kg_tensors, matrix], evaluate, "rec", acc)
+                               [p for p in (train, valid, kg_tensors, matrix) if p], evaluate, "rec", acc)
     if acc.is_main_process:
         _write_model(model_out, result.best_state, model.prompt.cfg, {"stage": "pretrain"})
         write_json(metrics_out, _history(result, {"train_samples": len(tr), "valid_samples": len(va)}))
@@ -261,7 +273,7 @@ def _rec_inputs(setup, section, flags, table_path, responses_path):
                        responses=responses)
 
 
-def recommend_train(train, valid, kg_tensors, item_ids, matrix, contributions, init, *, train_responses=None,
+def recommend_train(train, valid, kg_tensors, item_ids, matrix=None, contributions=None, init=None, *, train_responses=None,
                     valid_responses=None, model_out, metrics_out, work_dir, models: dict, section: dict,
                     train_cfg: dict, flags: dict, leave_dialog_out: bool) -> None:
     from ..train import make_accelerator
@@ -271,7 +283,7 @@ def recommend_train(train, valid, kg_tensors, item_ids, matrix, contributions, i
     items = read_json(item_ids)
     tr = _rec_inputs(setup, section, flags, train, train_responses)
     va = _rec_inputs(setup, section, flags, valid, valid_responses)
-    co = CoOccurrence.load(matrix, contributions) if flags["global_entities"] else None
+    co = _cooccurrence(flags, matrix, contributions)
     model = build_model(setup, section, flags, n_prefix=section["n_prefix_rec"], fusion="entity", init=init,
                         item_ids=items, loss_labels=section["loss_labels"])
     evaluate = _validation(model, va, make_collator(setup, section, co), section, items, acc)
@@ -298,7 +310,7 @@ PREDICTION_SCHEMA = pa.schema([
 ])
 
 
-def recommend_predict(tables: dict, kg_tensors, item_ids, matrix, contributions, model_path, *, responses: dict,
+def recommend_predict(tables: dict, kg_tensors, item_ids, matrix=None, contributions=None, model_path=None, *, responses: dict,
                       outputs: dict, models: dict, section: dict, train_cfg: dict, flags: dict) -> None:
     """Ranked predictions per split, one row per (dialog, turn, gold item), in the sample order of the split
     file (the order the paper's batch AUC depends on)."""
@@ -307,7 +319,7 @@ def recommend_predict(tables: dict, kg_tensors, item_ids, matrix, contributions,
     acc = make_accelerator(train_cfg["precision"])
     setup = load_setup(models, kg_tensors)
     items = read_json(item_ids)
-    co = CoOccurrence.load(matrix, contributions) if flags["global_entities"] else None
+    co = _cooccurrence(flags, matrix, contributions)
     model = build_model(setup, section, flags, n_prefix=section["n_prefix_rec"], fusion="entity", init=model_path,
                         item_ids=items)
     model.to(acc.device)

@@ -1,0 +1,205 @@
+"""The prompt encoder and prefix injection into an unmodified Hugging Face causal LM."""
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+
+from ecrflow.constants import EMOTION_PAD
+from ecrflow.models.lm import greedy_generate, last_hidden, prefix_cache, prefixed_forward
+from ecrflow.models.prompt import Prefix, emotion_slot_tensors
+from ecrflow.recommend.model import PromptedModel, build_prompt_encoder
+
+
+def _batch(frozen, pad_entity, *, entities=((1, 2, 3), (4,)), global_rows=None):
+    tok = frozen.lm_tokenizer
+    texts = ["User: I want a comedy<|endoftext|>", "System: try <movie><|endoftext|>User: ok"]
+    lm = [tok(t, add_special_tokens=False)["input_ids"] for t in texts]
+    enc = [frozen.encoder_tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+    n_t, n_e, n_l = max(map(len, lm)), max(map(len, enc)), max(map(len, entities))
+
+    def pad(seqs, n, value):
+        ids = torch.full((len(seqs), n), value)
+        mask = torch.zeros((len(seqs), n), dtype=torch.long)
+        for i, s in enumerate(seqs):
+            ids[i, :len(s)] = torch.tensor(s)
+            mask[i, :len(s)] = 1
+        return ids, mask
+
+    lm_ids, lm_mask = pad(lm, n_t, tok.pad_token_id)
+    enc_ids, enc_mask = pad(enc, n_e, frozen.encoder_tokenizer.pad_token_id)
+    ent, ent_mask = pad([list(e) for e in entities], n_l, pad_entity)
+    emo_ids, emo_probs = emotion_slot_tensors([[["like", "happy"]] * len(e) for e in entities],
+                                              [[[0.7, 0.2]] * len(e) for e in entities], n_l, 3)
+    b = {"lm_ids": lm_ids, "lm_mask": lm_mask, "enc_ids": enc_ids, "enc_mask": enc_mask, "entity_ids": ent,
+         "entity_mask": ent_mask, "emotion_ids": emo_ids, "emotion_probs": emo_probs,
+         "target": torch.tensor([5, 6]), "weight": torch.tensor([2.0, 0.5])}
+    if global_rows is not None:
+        b["global_rows"], b["has_global"] = global_rows
+    return b
+
+
+def _global(n_entity, entities):
+    n_l = max(map(len, entities))
+    rows = sp.lil_matrix((len(entities) * n_l, n_entity), dtype="float32")
+    for i, ents in enumerate(entities):
+        for j, e in enumerate(ents):
+            rows[i * n_l + j, (e + 1) % (n_entity - 1)] = 0.75
+            rows[i * n_l + j, (e + 2) % (n_entity - 1)] = 0.25
+    coo = rows.tocoo()
+    t = torch.sparse_coo_tensor(torch.tensor(np.vstack([coo.row, coo.col])), torch.tensor(coo.data), coo.shape).coalesce()
+    has = torch.tensor(rows.getnnz(axis=1) > 0).view(len(entities), n_l)
+    return t, has
+
+
+@pytest.fixture
+def model(tiny_models, tiny_kg):
+    meta, ei, et = tiny_kg
+    torch.manual_seed(0)
+    prompt = build_prompt_encoder(tiny_models["frozen"], meta, ei, et, num_bases=2, emotion_dim=4, n_prefix=3)
+    return PromptedModel(tiny_models["frozen"], prompt)
+
+
+def test_prefix_shapes_and_mask(model, tiny_kg):
+    meta = tiny_kg[0]
+    b = _batch(model._frozen, meta["pad_entity"],
+               global_rows=_global(12, ((1, 2, 3), (4,))))
+    table = model.prompt.entity_table()
+    assert table.shape == (12, 32)
+    prefix = model._prefix(b, table)
+    # 3 soft tokens + 3 local + 3 global slots; 2 layers, 2 heads, head size 16.
+    assert prefix.key.shape == (2, 2, 2, 9, 16) and prefix.value.shape == prefix.key.shape
+    # Sample 2 has one entity: its two padded local slots and their global slots are masked.
+    assert prefix.mask.tolist() == [[True] * 9, [True] * 4 + [False] * 2 + [True] + [False] * 2]
+
+
+@pytest.fixture(autouse=True)
+def _attach(model, tiny_models):
+    model._frozen = tiny_models["frozen"]
+
+
+def test_prefix_changes_hidden_states_and_grads_reach_only_the_prompt(model):
+    b = _batch(model._frozen, 11, global_rows=_global(12, ((1, 2, 3), (4,))))
+    out = model(b, "rec")
+    out["loss"].backward()
+    assert all(p.grad is None for p in model.lm.parameters())
+    assert all(p.grad is None for p in model.encoder.parameters())
+    grads = {n: p.grad for n, p in model.prompt.named_parameters()}
+    assert all(g is not None for g in grads.values()), [n for n, g in grads.items() if g is None]
+    assert grads["node_embeds"].abs().sum() > 0 and grads["kg_encoder.weight"].abs().sum() > 0
+    # The same tokens with a different prefix give different final hidden states.
+    with torch.no_grad():
+        table = model.prompt.entity_table()
+        p1 = model._prefix(b, table)
+        h1 = last_hidden(model.lm, p1, b["lm_ids"], b["lm_mask"])
+        p2 = Prefix(p1.key * 3.0, p1.value * -2.0, p1.mask)
+        h2 = last_hidden(model.lm, p2, b["lm_ids"], b["lm_mask"])
+    assert not torch.allclose(h1, h2, atol=1e-4)
+
+
+def test_a_masked_prefix_is_the_same_as_no_prefix(model):
+    """With every prefix position masked, the LM computes exactly what it computes without a prefix: the
+    attention mask really covers the prefix and positions start at 0 after it."""
+    b = _batch(model._frozen, 11)
+    with torch.no_grad():
+        p = model._prefix(b | {"global_rows": _global(12, ((1, 2, 3), (4,)))[0],
+                               "has_global": _global(12, ((1, 2, 3), (4,)))[1]}, model.prompt.entity_table())
+        masked = Prefix(p.key, p.value, torch.zeros_like(p.mask))
+        with_prefix = prefixed_forward(model.lm.base_model, masked, b["lm_ids"], b["lm_mask"]).last_hidden_state
+        plain = model.lm.base_model(input_ids=b["lm_ids"], attention_mask=b["lm_mask"]).last_hidden_state
+    real = b["lm_mask"].bool()
+    assert torch.allclose(with_prefix[real], plain[real], atol=1e-5)
+
+
+def test_entity_table_is_computed_once_per_step(model):
+    calls = []
+    model.prompt.kg_encoder.register_forward_hook(lambda *a: calls.append(1))
+    b = _batch(model._frozen, 11, global_rows=_global(12, ((1, 2, 3), (4,))))
+    model(b, "rec")["loss"].backward()
+    assert len(calls) == 1
+
+
+def test_padded_entities_do_not_change_the_prefix_when_masked(model, tiny_models, tiny_kg):
+    """The same sample alone and next to a longer one (so padded to more entity slots) gets the same
+    prefix over its real slots and the same score; the reference's unmasked fusion does not."""
+    solo = _batch(model._frozen, 11, entities=((4,), (4,)), global_rows=_global(12, ((4,), (4,))))
+    padded = _batch(model._frozen, 11, entities=((4,), (1, 2, 3)), global_rows=_global(12, ((4,), (1, 2, 3))))
+    for k in ("lm_ids", "lm_mask", "enc_ids", "enc_mask"):
+        solo[k] = padded[k]  # same texts in both batches
+    with torch.no_grad():
+        a = model(solo, "rec")["logits"][0]
+        c = model(padded, "rec")["logits"][0]
+    assert torch.allclose(a, c, atol=1e-4)
+    meta, ei, et = tiny_kg
+    torch.manual_seed(0)
+    ref = build_prompt_encoder(tiny_models["frozen"], meta, ei, et, num_bases=2, emotion_dim=4, n_prefix=3,
+                               mask_padding=False)
+    unmasked = PromptedModel(tiny_models["frozen"], ref)
+    with torch.no_grad():
+        a = unmasked(solo, "rec")["logits"][0]
+        c = unmasked(padded, "rec")["logits"][0]
+    assert not torch.allclose(a, c, atol=1e-4)
+
+
+def test_emotion_vectors_are_probability_weighted_label_vectors(model):
+    ids, probs = emotion_slot_tensors([[["happy", "like", "curious", "negative"], []]], [[[0.6, 0.3, 0.2, 0.1], []]],
+                                      2, 3)
+    assert ids.tolist() == [[[2, 0, 1], [EMOTION_PAD] * 3]]  # top 3 kept, empty slot padded
+    with torch.no_grad():
+        v = model.prompt.emotion_vectors(ids, probs)
+        table = model.prompt.emotion_table()
+    assert torch.allclose(v[0, 0], 0.6 * table[2] + 0.3 * table[0] + 0.2 * table[1], atol=1e-6)
+    assert torch.allclose(v[0, 1], torch.zeros(4))  # Eq. 3: no labels, zero vector
+
+
+def test_global_entities_are_cooccurrence_weighted_entity_vectors(model):
+    rows, has = _global(12, ((1, 2, 3), (4,)))
+    with torch.no_grad():
+        table = model.prompt.entity_table()
+        glob = torch.sparse.mm(rows, table)
+    assert torch.allclose(glob[0], 0.75 * table[2] + 0.25 * table[3], atol=1e-6)
+    assert torch.allclose(glob[4], torch.zeros(32))  # a padded slot of sample 2
+    assert has.tolist() == [[True, True, True], [True, False, False]]
+
+
+def test_weighted_loss_is_the_weighted_mean_of_cross_entropies(model):
+    b = _batch(model._frozen, 11, global_rows=_global(12, ((1, 2, 3), (4,))))
+    with torch.no_grad():
+        out = model(b, "rec")
+        ce = torch.nn.functional.cross_entropy(out["logits"], b["target"], reduction="none")
+    assert torch.allclose(out["loss"], (torch.tensor([2.0, 0.5]) * ce).mean(), atol=1e-6)
+
+
+def test_batched_left_padded_generation_matches_one_at_a_time(model):
+    frozen = model._frozen
+    tok = frozen.lm_tokenizer
+    b = _batch(frozen, 11, global_rows=_global(12, ((1, 2, 3), (4,))))
+    rows = [r[m.bool()].tolist() for r, m in zip(b["lm_ids"], b["lm_mask"])]
+    n = max(map(len, rows))
+    left = torch.full((2, n), tok.pad_token_id)
+    mask = torch.zeros((2, n), dtype=torch.long)
+    for i, r in enumerate(rows):
+        left[i, n - len(r):] = torch.tensor(r)
+        mask[i, n - len(r):] = 1
+    with torch.no_grad():
+        p = model._prefix(b, model.prompt.entity_table())
+        both = greedy_generate(model.lm, p, left, mask, max_new_tokens=8, eos_token_id=tok.eos_token_id)
+        for i, r in enumerate(rows):
+            one = Prefix(p.key[:, i:i + 1], p.value[:, i:i + 1], p.mask[i:i + 1])
+            alone = greedy_generate(model.lm, one, torch.tensor([r]), torch.ones(1, len(r), dtype=torch.long),
+                                    max_new_tokens=8, eos_token_id=tok.eos_token_id)
+            assert alone[0] == both[i]
+
+
+def test_no_repeat_ngram_ban():
+    from ecrflow.models.lm import ban_repeated_ngrams
+
+    logits = torch.zeros(1, 10)
+    ban_repeated_ngrams(logits, [[1, 2, 3, 1, 2]], 3)  # "1 2 3" seen: after "1 2", 3 is banned
+    assert torch.isinf(logits[0, 3]) and torch.isfinite(logits[0, [0, 1, 2, 4]]).all()
+
+
+def test_prefix_cache_holds_every_layer(model):
+    p = Prefix(torch.randn(2, 1, 2, 5, 16), torch.randn(2, 1, 2, 5, 16), torch.ones(1, 5, dtype=torch.bool))
+    cache = prefix_cache(p)
+    assert cache.get_seq_length() == 5 and len(cache.layers) == 2

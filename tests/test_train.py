@@ -1,0 +1,81 @@
+"""The shared training loop: accumulation, schedule, resume after a kill, multi-process."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from ecrflow.train import TrainConfig, Trainer, fingerprint
+
+sys.path.insert(0, str(Path(__file__).parent))
+import train_demo  # noqa: E402
+
+
+def test_accumulation_steps_after_every_group_and_at_the_end(tmp_path):
+    # 40 samples / batch 8 = 5 micro-batches; accumulation 2 -> steps after batches 2, 4 and 5 (the last,
+    # partial group): 3 per epoch, never at batch 0 (the reference's off-by-one stepped at 0, 1, 3, 5).
+    _, result, steps, _ = train_demo.run(tmp_path, epochs=2)
+    assert result.state.step == 6 and steps == [1, 2, 3, 4, 5, 6]
+
+
+def test_warmup_then_linear_decay(tmp_path):
+    model = train_demo.Regression()
+    cfg = TrainConfig(epochs=2, batch_size=8, grad_accum=1, lr=1.0, warmup_steps=2, seed=0, precision="fp32")
+    trainer = Trainer(model, model, cfg, tmp_path, "fp", task="rec")
+    lrs = []
+    trainer.fit(train_demo.data(), train_demo.collate,
+                on_step=lambda s: lrs.append(round(trainer_lr(trainer), 4)))
+    # 10 steps in all: lr rises to 1 over 2 steps, then falls linearly to 0 at step 10.
+    assert lrs[:3] == [0.5, 1.0, 0.875] and lrs[-1] == 0.0
+
+
+def trainer_lr(trainer):
+    return trainer._last_scheduler.get_last_lr()[0]
+
+
+def test_a_killed_run_resumes_from_its_checkpoint_and_ends_identical(tmp_path):
+    full, full_result, _, _ = train_demo.run(tmp_path / "full")
+    with pytest.raises(KeyboardInterrupt):
+        train_demo.run(tmp_path / "killed", stop_at=4)
+    assert (tmp_path / "killed" / "checkpoint" / "trainer_state.json").exists()
+    resumed, result, steps, _ = train_demo.run(tmp_path / "killed")
+    assert result.resumed_from == 4 and steps[0] == 5  # no step repeated
+    assert torch.equal(full.inner.weight, resumed.inner.weight)
+    assert result.state.history == full_result.state.history
+
+
+def test_a_checkpoint_of_other_parameters_is_not_resumed(tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        train_demo.run(tmp_path, stop_at=2)
+    _, result, steps, _ = train_demo.run(tmp_path, fingerprint="other")
+    assert result.resumed_from is None and steps[0] == 1
+
+
+def test_fingerprint_follows_inputs_and_params(tmp_path):
+    f = tmp_path / "a.txt"
+    f.write_text("x")
+    a = fingerprint({"lr": 1}, [f])
+    assert a == fingerprint({"lr": 1}, [f]) and a != fingerprint({"lr": 2}, [f])
+    f.write_text("xy")
+    assert a != fingerprint({"lr": 1}, [f])
+
+
+def test_two_processes_with_gloo_train_the_same_model(tmp_path):
+    """`accelerate launch --multi_gpu --num_processes 2` on a machine without GPUs runs two CPU processes (gloo): each process takes half of every micro-batch, so
+    the effective batch and the number of optimiser steps equal the single-process run."""
+    single = tmp_path / "single.json"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    demo = str(Path(train_demo.__file__))
+    subprocess.run([sys.executable, demo, str(tmp_path / "w1"), str(single)], check=True, env=env)
+    double = tmp_path / "double.json"
+    subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+                    "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", demo,
+                    str(tmp_path / "w2"), str(double)], check=True, env=env, timeout=300)
+    a, b = json.loads(single.read_text()), json.loads(double.read_text())
+    assert b["processes"] == 2 and a["processes"] == 1
+    assert a["steps"] == b["steps"]
+    assert torch.allclose(torch.tensor(a["weight"]), torch.tensor(b["weight"]), atol=1e-4)
