@@ -35,7 +35,7 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def build(seed: int = 0):
+def build(seed: int = 0, precision: str = "fp32"):
     import numpy as np
     import scipy.sparse as sp
     import torch
@@ -54,6 +54,8 @@ def build(seed: int = 0):
 
     lm = _freeze(GPT2LMHeadModel(GPT2Config(vocab_size=50259)))
     enc = _freeze(RobertaModel(RobertaConfig(vocab_size=50266, max_position_embeddings=514)))
+    if precision == "bf16":  # as models.lm.load_frozen does when training in bf16
+        lm, enc = lm.to(torch.bfloat16), enc.to(torch.bfloat16)
     frozen = FrozenModels(lm, Tok(), enc, Tok())
     h, t = rng.integers(0, N_ENTITY - 1, N_TRIPLES), rng.integers(0, N_ENTITY - 1, N_TRIPLES)
     r = rng.integers(0, N_RELATION - 1, N_TRIPLES)
@@ -83,8 +85,12 @@ def run(steps: int, precision: str) -> dict:
 
     from ecrflow.train import param_groups
 
+    from ecrflow.smk import tune_allocator
+
+    tune_allocator()  # as every workflow job does (ecrflow.smk.run)
+    torch.set_num_threads(torch.get_num_threads())
     t0 = time.perf_counter()
-    model, collate, samples = build()
+    model, collate, samples = build(precision=precision)
     setup_s = time.perf_counter() - t0
     rss_setup = peak_rss_mb()
     opt = torch.optim.AdamW(param_groups(model.prompt, 0.01), lr=1e-4)

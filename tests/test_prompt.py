@@ -113,7 +113,7 @@ def test_a_masked_prefix_is_the_same_as_no_prefix(model):
 
 def test_entity_table_is_computed_once_per_step(model):
     calls = []
-    model.prompt.kg_encoder.register_forward_hook(lambda *a: calls.append(1))
+    model.prompt.kg.register_forward_hook(lambda *a: calls.append(1))
     b = _batch(model._frozen, 11, global_rows=_global(12, ((1, 2, 3), (4,))))
     model(b, "rec")["loss"].backward()
     assert len(calls) == 1
@@ -203,3 +203,27 @@ def test_prefix_cache_holds_every_layer(model):
     p = Prefix(torch.randn(2, 1, 2, 5, 16), torch.randn(2, 1, 2, 5, 16), torch.ones(1, 5, dtype=torch.bool))
     cache = prefix_cache(p)
     assert cache.get_seq_length() == 5 and len(cache.layers) == 2
+
+
+def test_basis_rgcn_equals_pyg_rgcnconv(tiny_kg):
+    """The sparse basis-wise evaluation computes PyG's RGCNConv (mean per relation, bases, root, bias):
+    same values and same parameter gradients, duplicate edges included."""
+    from torch_geometric.nn import RGCNConv
+
+    from ecrflow.models.rgcn import BasisRGCN
+
+    meta, ei, et = tiny_kg
+    ei = torch.cat([ei, ei[:, :3]], dim=1)  # parallel duplicate edges
+    et = torch.cat([et, et[:3]])
+    torch.manual_seed(0)
+    conv = RGCNConv(6, 6, num_relations=3, num_bases=2)
+    x = torch.randn(12, 6)
+    ref = conv(x, ei, et)
+    ref.square().sum().backward()
+    ref_grads = {n: p.grad.clone() for n, p in conv.named_parameters()}
+    conv.zero_grad()
+    out = BasisRGCN(conv, ei, et, 12)(conv, x)
+    out.square().sum().backward()
+    assert torch.allclose(out, ref, atol=1e-5)
+    for n, p in conv.named_parameters():
+        assert torch.allclose(p.grad, ref_grads[n], atol=1e-4), n

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from ..constants import EMOTION_PAD, EMOTIONS
+from .rgcn import BasisRGCN
 
 
 @dataclass(frozen=True)
@@ -80,10 +81,11 @@ class PromptEncoder(nn.Module):
         d, d_ent, d_text = cfg.lm_hidden, cfg.lm_hidden // 2, cfg.text_hidden
         self.node_embeds = nn.Parameter(torch.empty(cfg.n_entity, d_ent))
         nn.init.xavier_uniform_(self.node_embeds)
+        # PyG's RGCNConv parameters, evaluated as basis-wise sparse products (models.rgcn: same function, a
+        # fraction of the memory). The graph lives in non-persistent buffers: checkpoints hold parameters
+        # only, the graph comes from the KG files, and .to(device) moves it.
         self.kg_encoder = RGCNConv(d_ent, d_ent, num_relations=cfg.n_relation, num_bases=cfg.num_bases)
-        # Not persistent: checkpoints hold parameters only, the graph comes from the KG files.
-        self.register_buffer("edge_index", edge_index.long(), persistent=False)
-        self.register_buffer("edge_type", edge_type.long(), persistent=False)
+        self.kg = BasisRGCN(self.kg_encoder, edge_index, edge_type, cfg.n_entity)
         self.entity_proj1 = ResidualMLP(d_ent, d_ent // 2)
         self.entity_proj2 = nn.Linear(d_ent, d)
         self.token_proj1 = ResidualMLP(d_text, d_text // 2)
@@ -108,7 +110,7 @@ class PromptEncoder(nn.Module):
     def entity_table(self) -> torch.Tensor:
         """E (n_ent x d): RGCN over the whole graph plus projections. Call once per step and pass it on."""
         x = self.node_embeds
-        h = self.kg_encoder(x, self.edge_index, self.edge_type) + x
+        h = self.kg(self.kg_encoder, x) + x
         return self.entity_proj2(self.entity_proj1(h))
 
     def emotion_table(self) -> torch.Tensor:

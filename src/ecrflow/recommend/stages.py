@@ -39,9 +39,12 @@ class Setup:
         return self.kg_meta["pad_entity"]
 
 
-def load_setup(models: dict, kg_tensors) -> Setup:
+def load_setup(models: dict, kg_tensors, precision: str = "fp32") -> Setup:
+    from ..train import mixed_precision
+
     edge_index, edge_type, meta = load_kg_tensors(kg_tensors)
-    return Setup(load_frozen(models["plm"], models["text_encoder"]), meta, edge_index, edge_type)
+    dtype = torch.bfloat16 if mixed_precision(precision) == "bf16" else None
+    return Setup(load_frozen(models["plm"], models["text_encoder"], dtype=dtype), meta, edge_index, edge_type)
 
 
 def text_sides(setup: Setup, section: dict) -> tuple[TextSide, TextSide]:
@@ -167,7 +170,7 @@ def pretrain(train, valid, kg_tensors, matrix=None, contributions=None, *, model
     from ..train import make_accelerator
 
     acc = make_accelerator(train_cfg["precision"])
-    setup = load_setup(models, kg_tensors)
+    setup = load_setup(models, kg_tensors, train_cfg["precision"])
     lm, enc = text_sides(setup, section)
     tr = pretrain_samples(pq.read_table(train), lm, enc, section["entity_max_length"])
     va = pretrain_samples(pq.read_table(valid), lm, enc, section["entity_max_length"])
@@ -191,7 +194,7 @@ def conversation_train(train, valid, kg_tensors, init, *, model_out, metrics_out
     from ..train import make_accelerator
 
     acc = make_accelerator(train_cfg["precision"])
-    setup = load_setup(models, kg_tensors)
+    setup = load_setup(models, kg_tensors, train_cfg["precision"])
     lm, enc = text_sides(setup, section)
     kw = dict(resp_max_length=section["resp_max_length"], for_generation=False)
     tr = conversation_samples(pq.read_table(train), lm, enc, section["entity_max_length"], **kw)
@@ -230,7 +233,7 @@ def conversation_generate(rec_tables: dict, kg_tensors, model_path, *, outputs: 
     from ..train import make_accelerator
 
     acc = make_accelerator(train_cfg["precision"])
-    setup = load_setup(models, kg_tensors)
+    setup = load_setup(models, kg_tensors, train_cfg["precision"])
     lm, enc = text_sides(setup, section)
     flags = {"emotions": False, "global_entities": False}
     model = build_model(setup, section, flags, n_prefix=section["n_prefix_conv"], fusion="token", init=model_path)
@@ -279,7 +282,7 @@ def recommend_train(train, valid, kg_tensors, item_ids, matrix=None, contributio
     from ..train import make_accelerator
 
     acc = make_accelerator(train_cfg["precision"])
-    setup = load_setup(models, kg_tensors)
+    setup = load_setup(models, kg_tensors, train_cfg["precision"])
     items = read_json(item_ids)
     tr = _rec_inputs(setup, section, flags, train, train_responses)
     va = _rec_inputs(setup, section, flags, valid, valid_responses)
@@ -317,7 +320,7 @@ def recommend_predict(tables: dict, kg_tensors, item_ids, matrix=None, contribut
     from ..train import make_accelerator
 
     acc = make_accelerator(train_cfg["precision"])
-    setup = load_setup(models, kg_tensors)
+    setup = load_setup(models, kg_tensors, train_cfg["precision"])
     items = read_json(item_ids)
     co = _cooccurrence(flags, matrix, contributions)
     model = build_model(setup, section, flags, n_prefix=section["n_prefix_rec"], fusion="entity", init=model_path,
