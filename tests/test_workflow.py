@@ -119,6 +119,8 @@ ECR_BRANCH = {"pretrain": 1, "recommend_train": 4, "recommend_predict": 4, "rec_
     ({"conversation": {"max_gen_len": 10}}, {"conversation_generate": 1, "all": 1}),
     ({"train": {"checkpoint_every": 3}}, {}),
     ({"recommend": {"lr": 0.001}}, {"recommend_train": 5, "recommend_predict": 5, "rec_table": 2, "all": 1}),
+    # u_r in the prompt: stage 2 now reads the conversation module's responses (already built).
+    ({"recommend": {"use_resp": True}}, {"recommend_train": 5, "recommend_predict": 5, "rec_table": 2, "all": 1}),
     ({"variants": {"recommend": {"ecr": {"pretrain": "ecr", "emotions": True, "global_entities": True,
                                          "weighted_loss": False}}}},
      {"recommend_train": 1, "recommend_predict": 1, "rec_table": 2, "all": 1}),

@@ -176,7 +176,8 @@ class Collator:
         m = sp.vstack(blocks, format="coo")
         has = torch.from_numpy(np.asarray((sp.csr_matrix(m).getnnz(axis=1) > 0)).reshape(len(samples), n_slots))
         idx = torch.from_numpy(np.vstack([m.row, m.col]).astype(np.int64))
-        t = torch.sparse_coo_tensor(idx, torch.from_numpy(m.data.astype(np.float32)), m.shape).coalesce()
+        t = torch.sparse_coo_tensor(idx, torch.from_numpy(m.data.astype(np.float32)), m.shape,
+                                    check_invariants=False).coalesce()
         return t, has
 
     def __call__(self, samples: list[Sample]) -> dict:
