@@ -208,25 +208,32 @@ def test_lint_is_clean_but_for_conda(tmp_path):
 
 
 def test_killed_stage2_resumes_from_its_checkpoint(copy_workspace):
-    """Kill stage 2 mid-run (SIGKILL to the whole job, as a scheduler would), rerun the same target: it resumes
-    from the last checkpoint and ends with the model an uninterrupted run produced."""
+    """Kill the stage-2 job mid-run (SIGKILL, as a scheduler's time limit ends it), rerun the same target: it
+    resumes from the last checkpoint and ends with the weights an uninterrupted run produced."""
     ws = copy_workspace()
     target = "results/recommend/unicrs/model.safetensors"
     before = load_file(ws / target)
     (ws / "over.yaml").write_text(yaml.safe_dump({"train": {"checkpoint_every": 5}}))
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--cores", "2", target,
            "--forcerun", "recommend_train", "--configfile", TOY, str(ws / "over.yaml")]
-    proc = subprocess.Popen(cmd, cwd=ws, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(cmd, cwd=ws, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
     state = ws / "results" / "work" / "recommend" / "unicrs" / "checkpoint" / "trainer_state.json"
     deadline = time.time() + 300
     while not state.exists() or json.loads(state.read_text())["step"] < 10:
         assert proc.poll() is None and time.time() < deadline, "training ended before a checkpoint was seen"
         time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert not (ws / target).exists()  # no output from a killed job
+    # The job's own process (Snakemake's script runner), not Snakemake: Snakemake sees the job fail.
+    job = subprocess.run(["pgrep", "-s", str(proc.pid), "-f", "recommend_train.py"], capture_output=True, text=True)
+    pids = [int(p) for p in job.stdout.split()]
+    assert pids, "no job process found"
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode != 0 and "Error in rule recommend_train" in out
+    assert not (ws / target).exists()  # a failed job leaves no output
     killed_at = json.loads(state.read_text())["step"]
-    snakemake(ws, target, "--rerun-incomplete", "--configfile", TOY, str(ws / "over.yaml"))
+    snakemake(ws, target, "--configfile", TOY, str(ws / "over.yaml"))
     log = (ws / "results" / "logs" / "recommend_train" / "unicrs.log").read_text()
     assert f"resumed from step {killed_at}" in log
     after = load_file(ws / target)

@@ -1,62 +1,7 @@
 # The prompt-encoder stages: toy models (toy run only), stage 1 per variant, the UniCRS conversation module
 # and its responses u_r, stage 2 per variant with ranked predictions, Tables 1 and 3.
 # Training rules keep resumable checkpoints under results/work/ (not outputs: they must survive a killed job);
-# their outputs appear only when training has finished.
-
-PRE = "results/pretrain"
-CONV = "results/conversation"
-REC = "results/recommend"
-WORK = "results/work"
-EVAL_SPLITS = ("valid", "test")
-PRE_VARIANTS = "|".join(config["variants"]["pretrain"])
-REC_VARIANTS = "|".join(config["variants"]["recommend"])
-FROZEN = {k: config["models"][k] for k in ("plm", "text_encoder")}
-
-
-def frozen_model_files():
-    """The local model folders as inputs (built by toy_models in the toy run); hub ids are not files."""
-    files = []
-    for name in FROZEN.values():
-        if config["toy"]["enabled"] or Path(name).is_dir():
-            files.append(f"{name}/config.json")
-    return files
-
-
-def responses_file(split):
-    """u_r per split: the release's UniCRS responses when configured, else this workflow's own."""
-    if config["data"]["unicrs_responses"]:
-        return f"{PROCESSED}/{split}_unicrs_responses.parquet"
-    return f"{CONV}/{split}_responses.parquet"
-
-
-def section_for_training(name, *inference_keys):
-    """A stage's config without the keys that only matter at inference, so that changing them does not
-    retrain the model."""
-    return {k: v for k, v in config[name].items() if k not in inference_keys}
-
-
-def cooccurrence_inputs(flags):
-    """The co-occurrence files, for variants with global entities only."""
-    if not flags["global_entities"]:
-        return {}
-    return {"matrix": f"{KG}/cooccurrence.npz", "contributions": f"{KG}/cooccurrence_dialogs.parquet"}
-
-
-def leave_dialog_out(flags):
-    return config["cooccurrence"]["leave_dialog_out"] if flags["global_entities"] else None
-
-
-def rec_flags(wc):
-    return config["variants"]["recommend"][wc.variant]
-
-
-def pre_flags(wc):
-    return config["variants"]["pretrain"][wc.variant]
-
-
-def rec_responses(*splits):
-    return {f"{s}_responses": responses_file(s) for s in splits} if config["recommend"]["use_resp"] else {}
-
+# their outputs appear only when training has finished. Paths and input functions are in common.smk.
 
 if config["toy"]["enabled"]:
 
