@@ -34,7 +34,7 @@ def test_warmup_then_linear_decay(tmp_path):
 
 
 def trainer_lr(trainer):
-    return trainer._last_scheduler.get_last_lr()[0]
+    return trainer.scheduler.get_last_lr()[0]
 
 
 def test_a_killed_run_resumes_from_its_checkpoint_and_ends_identical(tmp_path):

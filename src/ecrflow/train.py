@@ -17,6 +17,7 @@ and warmup counts the same steps whatever N is.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -212,7 +213,7 @@ class Trainer:
         total = cfg.epochs * updates_per_epoch
         optimizer = torch.optim.AdamW(param_groups(self.trainable, cfg.weight_decay), lr=cfg.lr)
         scheduler = get_linear_schedule_with_warmup(optimizer, min(cfg.warmup_steps, total), total)
-        self._last_scheduler = scheduler
+        self.scheduler = scheduler  # exposed for inspection (the learning rate of the current step)
         state = self._load_checkpoint(optimizer, scheduler)
         resumed_from = state.step if state else None
         if state is None:
@@ -237,7 +238,7 @@ class Trainer:
                 group_start = (i // cfg.grad_accum) * cfg.grad_accum
                 group_size = min(cfg.grad_accum, n_batches - group_start)
                 is_update = i + 1 == group_start + group_size
-                ctx = acc.no_sync(model) if not is_update else _nullcontext()
+                ctx = acc.no_sync(model) if not is_update else contextlib.nullcontext()
                 with ctx:
                     with acc.autocast():
                         loss = model(batch, self.task)["loss"]
@@ -287,14 +288,6 @@ class Trainer:
         """Remove the work directory once the rule's outputs are written."""
         if self.accelerator.is_main_process and self.work_dir.exists():
             shutil.rmtree(self.work_dir)
-
-
-class _nullcontext:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
 
 
 def fingerprint(params: dict, inputs: list) -> str:

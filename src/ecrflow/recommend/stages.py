@@ -5,6 +5,7 @@ and its ranked predictions (6.1). Each writes its outputs only when it has finis
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -153,12 +154,12 @@ def _write_model(path, state: dict, cfg, extra: dict) -> None:
 
     with atomic_path(path) as tmp:
         save_file({k: v.contiguous() for k, v in state.items()}, str(tmp),
-                  metadata={"prompt_config": __import__("json").dumps(cfg.to_dict()), **extra})
+                  metadata={"prompt_config": json.dumps(cfg.to_dict()), **extra})
 
 
 def _history(result, extra: dict) -> dict:
     st = result.state
-    return {"best_epoch": st.best_epoch, "best_" + "metric": st.best, "epochs": st.history,
+    return {"best_epoch": st.best_epoch, "best_metric": st.best, "epochs": st.history,
             "optimizer_steps": st.step, "resumed_from_step": result.resumed_from, "seconds": round(result.seconds, 1),
             **extra}
 
