@@ -66,7 +66,7 @@ def test_prefix_shapes_and_mask(model, tiny_kg):
                global_rows=_global(12, ((1, 2, 3), (4,))))
     table = model.prompt.entity_table()
     assert table.shape == (12, 32)
-    prefix = model._prefix(b, table)
+    prefix = model.prefix(b, table)
     # 3 soft tokens + 3 local + 3 global slots; 2 layers, 2 heads, head size 16.
     assert prefix.key.shape == (2, 2, 2, 9, 16) and prefix.value.shape == prefix.key.shape
     # Sample 2 has one entity: its two padded local slots and their global slots are masked.
@@ -90,7 +90,7 @@ def test_prefix_changes_hidden_states_and_grads_reach_only_the_prompt(model):
     # The same tokens with a different prefix give different final hidden states.
     with torch.no_grad():
         table = model.prompt.entity_table()
-        p1 = model._prefix(b, table)
+        p1 = model.prefix(b, table)
         h1 = last_hidden(model.lm, p1, b["lm_ids"], b["lm_mask"])
         p2 = Prefix(p1.key * 3.0, p1.value * -2.0, p1.mask)
         h2 = last_hidden(model.lm, p2, b["lm_ids"], b["lm_mask"])
@@ -102,7 +102,7 @@ def test_a_masked_prefix_is_the_same_as_no_prefix(model):
     attention mask really covers the prefix and positions start at 0 after it."""
     b = _batch(model._frozen, 11)
     with torch.no_grad():
-        p = model._prefix(b | {"global_rows": _global(12, ((1, 2, 3), (4,)))[0],
+        p = model.prefix(b | {"global_rows": _global(12, ((1, 2, 3), (4,)))[0],
                                "has_global": _global(12, ((1, 2, 3), (4,)))[1]}, model.prompt.entity_table())
         masked = Prefix(p.key, p.value, torch.zeros_like(p.mask))
         with_prefix = prefixed_forward(model.lm.base_model, masked, b["lm_ids"], b["lm_mask"]).last_hidden_state
@@ -182,7 +182,7 @@ def test_batched_left_padded_generation_matches_one_at_a_time(model):
         left[i, n - len(r):] = torch.tensor(r)
         mask[i, n - len(r):] = 1
     with torch.no_grad():
-        p = model._prefix(b, model.prompt.entity_table())
+        p = model.prefix(b, model.prompt.entity_table())
         both = greedy_generate(model.lm, p, left, mask, max_new_tokens=8, eos_token_id=tok.eos_token_id)
         for i, r in enumerate(rows):
             one = Prefix(p.key[:, i:i + 1], p.value[:, i:i + 1], p.mask[i:i + 1])

@@ -67,10 +67,6 @@ class Prefix:
     value: torch.Tensor
     mask: torch.Tensor
 
-    @property
-    def length(self) -> int:
-        return self.key.shape[3]
-
 
 class PromptEncoder(nn.Module):
     def __init__(self, cfg: PromptConfig, edge_index: torch.Tensor, edge_type: torch.Tensor):

@@ -46,7 +46,7 @@ class PromptedModel(nn.Module):
     def trainable_state(self) -> dict[str, torch.Tensor]:
         return {k: v.detach().clone() for k, v in self.prompt.state_dict().items()}
 
-    def _prefix(self, batch: dict, entity_table: torch.Tensor) -> Prefix:
+    def prefix(self, batch: dict, entity_table: torch.Tensor) -> Prefix:
         with torch.no_grad():
             states = self.encoder(input_ids=batch["enc_ids"], attention_mask=batch["enc_mask"]).last_hidden_state
         return self.prompt(entity_table=entity_table, token_states=states, token_mask=batch["enc_mask"],
@@ -56,7 +56,7 @@ class PromptedModel(nn.Module):
 
     def forward(self, batch: dict, task: str = "rec") -> dict:
         table = self.prompt.entity_table()  # once per step
-        prefix = self._prefix(batch, table)
+        prefix = self.prefix(batch, table)
         if task == "rec":
             h = last_hidden(self.lm, prefix, batch["lm_ids"], batch["lm_mask"])
             logits = (h @ table.t().to(h.dtype)).float()  # scores over all entities (ECR_SPEC 4.3 step 11)

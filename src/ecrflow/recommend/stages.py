@@ -250,7 +250,7 @@ def conversation_generate(rec_tables: dict, kg_tensors, model_path, *, outputs: 
             batch = {k: (v.to(acc.device) if torch.is_tensor(v) else v) for k, v in collate(chunk).items()}
             with torch.no_grad(), acc.autocast():
                 table = model.prompt.entity_table()
-                prefix = model._prefix(batch, table)
+                prefix = model.prefix(batch, table)
                 new = greedy_generate(model.lm, prefix, batch["lm_ids"], batch["lm_mask"],
                                       max_new_tokens=section["max_gen_len"], eos_token_id=tok.eos_token_id,
                                       no_repeat_ngram_size=section["no_repeat_ngram_size"])
