@@ -16,6 +16,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/kg.smk"
 include: "workflow/rules/tables.smk"
 include: "workflow/rules/recommend.smk"
+include: "workflow/rules/generate.smk"
 
 
 rule all:

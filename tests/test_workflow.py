@@ -92,6 +92,74 @@ def test_conversation_module_writes_keyed_responses(toy_workspace):
     assert any("<movie>" in t for t in texts)
 
 
+def _jsonl(path):
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_toy_reviews_filtered_with_knowledge(toy_workspace):
+    from ecrflow.generate.reviews import first_person_count
+
+    rev = toy_workspace / "results" / "generation" / "reviews"
+    know = json.loads((rev / "knowledge_report.json").read_text())
+    assert know["movies_unmapped"] == 0 and know["reviews_out"] == know["reviews_in"] > 0
+    subkg = json.loads((toy_workspace / "results" / "toy" / "raw" / "dbpedia_subkg.json").read_text())
+    for profile in ("dialogpt", "llama"):
+        report = json.loads((rev / f"{profile}_report.json").read_text())
+        assert report["dropped"]["repetition"] > 0  # the toy data has spammy reviews
+        train = pq.read_table(rev / f"{profile}_train.parquet").to_pylist()
+        valid = pq.read_table(rev / f"{profile}_valid.parquet").to_pylist()
+        assert report["train"]["reviews"] == len(train) > 0 and report["valid"]["reviews"] == len(valid) > 0
+        text = " ".join(r["content"] for r in train)
+        assert "10 out of 10" not in text and "review" not in text.lower()  # scrubbed
+        assert "I saw it in 2010" in text  # a year is not a rating: the sentence stays
+        for r in train[:50]:  # triples are the movie's own KG edges, by id
+            tails = {t for _, t in subkg[str(r["movie"])]}
+            assert set(r["relation_entities"]) <= tails
+    llama = pq.read_table(rev / "llama_train.parquet").to_pylist()
+    assert all(r["votes"] >= 2 and first_person_count(r["content"]) >= 2 for r in llama)
+
+
+def test_generators_respond_to_the_test_turns(toy_workspace):
+    res = toy_workspace / "results"
+    top, order = {}, []
+    for p in pq.read_table(res / "recommend" / "ecr" / "test_predictions.parquet").to_pylist():
+        key = (p["dialog_id"], p["turn"])
+        if key not in top:
+            top[key] = p["top_items"][0]
+            order.append(key)
+    u_r = {(r["dialog_id"], r["turn"]): r["resp"]
+           for r in pq.read_table(res / "conversation" / "test_responses.parquet").to_pylist()}
+    ref = {(r["dialog_id"], r["turn"]): r["resp_text"]
+           for r in pq.read_table(res / "data" / "processed" / "test_rec.parquet").to_pylist()}
+    for kind, sep in (("dialogpt", "<|endoftext|>"), ("llama", "\n")):
+        rows = _jsonl(res / "generation" / kind / "test_responses.jsonl")
+        assert [(r["dialog_id"], r["turn"]) for r in rows] == order  # every test turn with a recommendation
+        for r in rows:
+            key = (r["dialog_id"], r["turn"])
+            assert r["item"] == top[key] and r["reference"] == ref[key]
+            assert r["u_r"] == u_r[key].replace("<movie>", r["item_name"])
+            assert r["response"] == f"{r['u_r']} {r['u_e']}".strip()  # u_r followed by u_e
+            lines = [x for x in r["prompt"].split(sep) if x.strip()]
+            fields = [x.split(":")[0] for x in lines]
+            assert fields[-4:] == ["Movie Name", "Related Entities", "Related Knowledge from KG", "First Sentence"]
+            assert f"Movie Name: {r['item_name']}" in r["prompt"] and f"First Sentence: {r['u_r']}" in r["prompt"]
+        assert sum(bool(r["u_e"].strip()) for r in rows) > 0.9 * len(rows)
+        metrics = json.loads((res / "generator" / kind / "metrics.json").read_text())
+        # fine-tuning learnt the reviews: validation loss well below the base model's
+        assert metrics["best_metric"] < metrics["valid_loss_before_training"] - 0.5
+    llama, dialogpt = res / "generator" / "llama" / "model", res / "generator" / "dialogpt" / "model"
+    assert (llama / "adapter_config.json").exists() and not (llama / "model.safetensors").exists()
+    assert (dialogpt / "model.safetensors").exists()
+    table = {(r["system"], r["text"]): r for r in _csv(res / "tables" / "generation_objective.csv")}
+    assert set(table) == {("unicrs", "u_r"), ("ecr_dialogpt", "response"), ("ecr_dialogpt", "u_e"),
+                          ("ecr_llama", "response"), ("ecr_llama", "u_e")}
+    for kind in ("dialogpt", "llama"):
+        full, alone = table[(f"ecr_{kind}", "response")], table[(f"ecr_{kind}", "u_e")]
+        assert int(full["n"]) == len(order) and float(full["mean_len"]) > float(table[("unicrs", "u_r")]["mean_len"])
+        assert float(full["item_ratio"]) == float(table[("unicrs", "u_r")]["item_ratio"]) > 0.5  # u_r names it
+        assert 0 < float(alone["dist_ratio1"]) <= 1 and float(full["corpus_bleu"]) >= 0
+
+
 def test_built_workspace_has_nothing_to_do(toy_workspace):
     out = snakemake(toy_workspace, "-n", "--configfile", TOY).stdout
     assert planned_jobs(out) == {}
@@ -100,30 +168,52 @@ def test_built_workspace_has_nothing_to_do(toy_workspace):
 TRAIN_ALL = {"pretrain": 2, "conversation_train": 1, "conversation_generate": 1, "recommend_train": 5,
              "recommend_predict": 5, "rec_table": 2}
 ECR_BRANCH = {"pretrain": 1, "recommend_train": 4, "recommend_predict": 4, "rec_table": 2}
+# The generator reads the ECR variant's predictions (responses only) and the training u_r (templates: retrain).
+GEN_INFER = {"generate_responses": 2, "generation_objective": 1}
+GEN_TRAIN = {"first_sentence_templates": 1, "generator_train_dialogpt": 1, "generator_train_llama": 1, **GEN_INFER}
+REVIEWS = {"review_knowledge": 1, "filter_reviews": 2}
 
 
 @pytest.mark.parametrize("change, expected", [
     # Only the ECR stage-1 variant uses co-occurrence; the UniCRS branch and the conversation module stay.
-    ({"cooccurrence": {"top_n_labels": 2}}, {"cooccurrence": 1, "baselines": 1, **ECR_BRANCH, "all": 1}),
-    ({"cooccurrence": {"leave_dialog_out": True}}, {**ECR_BRANCH, "all": 1}),
-    ({"kg": {"reverse": "separate"}}, {"kg_tensors": 1, "dataset_stats": 1, **TRAIN_ALL, "all": 1}),
+    ({"cooccurrence": {"top_n_labels": 2}},
+     {"cooccurrence": 1, "baselines": 1, **ECR_BRANCH, **GEN_INFER, "all": 1}),
+    ({"cooccurrence": {"leave_dialog_out": True}}, {**ECR_BRANCH, **GEN_INFER, "all": 1}),
+    ({"kg": {"reverse": "separate"}}, {"kg_tensors": 1, "dataset_stats": 1, **TRAIN_ALL, **GEN_TRAIN, "all": 1}),
     ({"emotion": {"threshold": 0.2}},
      {"process_split": 3, "items": 1, "cooccurrence": 1, "baselines": 1, "dataset_stats": 1, "toy_models": 1,
-      **TRAIN_ALL, "all": 1}),
+      "toy_llama": 1, **TRAIN_ALL, **REVIEWS, **GEN_TRAIN, "all": 1}),
     ({"toy": {"seed": 8}},
      {"toy_data": 1, "validate_input": 1, "process_split": 3, "kg_tensors": 1, "items": 1, "cooccurrence": 1,
-      "baselines": 1, "dataset_stats": 1, "toy_models": 1, **TRAIN_ALL, "all": 1}),
+      "baselines": 1, "dataset_stats": 1, "toy_models": 1, "toy_llama": 1, **TRAIN_ALL, **REVIEWS, **GEN_TRAIN,
+      "all": 1}),
     # Evaluation settings recompute tables, inference settings predictions: nothing is retrained.
     ({"evaluation": {"auc_batch_size": 16}}, {"rec_table": 2, "all": 1}),
-    ({"recommend": {"top_k": 20}}, {"recommend_predict": 5, "rec_table": 2, "all": 1}),
-    ({"conversation": {"max_gen_len": 10}}, {"conversation_generate": 1, "all": 1}),
+    ({"recommend": {"top_k": 20}}, {"recommend_predict": 5, "rec_table": 2, **GEN_INFER, "all": 1}),
+    ({"conversation": {"max_gen_len": 10}}, {"conversation_generate": 1, **GEN_TRAIN, "all": 1}),
     ({"train": {"checkpoint_every": 3}}, {}),
-    ({"recommend": {"lr": 0.001}}, {"recommend_train": 5, "recommend_predict": 5, "rec_table": 2, "all": 1}),
+    ({"recommend": {"lr": 0.001}},
+     {"recommend_train": 5, "recommend_predict": 5, "rec_table": 2, **GEN_INFER, "all": 1}),
     # u_r in the prompt: stage 2 now reads the conversation module's responses (already built).
-    ({"recommend": {"use_resp": True}}, {"recommend_train": 5, "recommend_predict": 5, "rec_table": 2, "all": 1}),
+    ({"recommend": {"use_resp": True}},
+     {"recommend_train": 5, "recommend_predict": 5, "rec_table": 2, **GEN_INFER, "all": 1}),
     ({"variants": {"recommend": {"ecr": {"pretrain": "ecr", "emotions": True, "global_entities": True,
                                          "weighted_loss": False}}}},
-     {"recommend_train": 1, "recommend_predict": 1, "rec_table": 2, "all": 1}),
+     {"recommend_train": 1, "recommend_predict": 1, "rec_table": 2, **GEN_INFER, "all": 1}),
+    # The generator: each setting reruns only what it shapes.
+    ({"generation": {"no_repeat_ngram_size": 2}}, {**GEN_INFER, "all": 1}),
+    ({"generation": {"rec_variant": "unicrs"}}, {**GEN_INFER, "all": 1}),
+    ({"generation": {"prompt_loss": True}},
+     {"generator_train_dialogpt": 1, "generator_train_llama": 1, **GEN_INFER, "all": 1}),
+    ({"generator": {"llama": {"lr": 0.001}}},
+     {"generator_train_llama": 1, "generate_responses": 1, "generation_objective": 1, "all": 1}),
+    ({"generator": {"dialogpt": {"max_gen_len": 10}}},
+     {"generate_responses": 1, "generation_objective": 1, "all": 1}),
+    ({"reviews": {"profiles": {"llama": {"min_votes": 3}}}},
+     {"filter_reviews": 1, "generator_train_llama": 1, "generate_responses": 1, "generation_objective": 1,
+      "all": 1}),
+    ({"knowledge": {"min_movie_count": 1}},
+     {**REVIEWS, "generator_train_dialogpt": 1, "generator_train_llama": 1, **GEN_INFER, "all": 1}),
 ])
 def test_a_changed_parameter_reruns_exactly_its_dependents(copy_workspace, change, expected):
     ws = copy_workspace()
@@ -134,7 +224,7 @@ def test_a_changed_parameter_reruns_exactly_its_dependents(copy_workspace, chang
 
 def test_same_config_gives_identical_tables(toy_workspace, tmp_path):
     snakemake(tmp_path, "--configfile", TOY)
-    for table in ("dataset_stats.csv", "baselines.csv", "table1.csv", "table3.csv"):
+    for table in ("dataset_stats.csv", "baselines.csv", "table1.csv", "table3.csv", "generation_objective.csv"):
         a = (toy_workspace / "results" / "tables" / table).read_bytes()
         assert a == (tmp_path / "results" / "tables" / table).read_bytes()
 

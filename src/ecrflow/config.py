@@ -65,6 +65,15 @@ def _check_consistency(config: dict) -> None:
             if row not in variants["recommend"]:
                 problems.append(f"  tables.{table}: {row!r} is not a stage-2 variant "
                                 f"(variants.recommend has {', '.join(sorted(variants['recommend']))})")
+    gen = config["generation"]
+    if gen["rec_variant"] not in variants["recommend"]:
+        problems.append(f"  generation.rec_variant: {gen['rec_variant']!r} is not a stage-2 variant")
+    for kind in gen["kinds"]:
+        g = config["generator"][kind]
+        if g["profile"] not in config["reviews"]["profiles"]:
+            problems.append(f"  generator.{kind}.profile: {g['profile']!r} is not in reviews.profiles")
+        if g["method"] == "lora" and "lora" not in g:
+            problems.append(f"  generator.{kind}.lora: method lora needs r, alpha, dropout and target_modules")
     if "unicrs" not in variants["pretrain"]:
         problems.append("  variants.pretrain: the conversation module starts from the 'unicrs' stage-1 variant")
     if problems:

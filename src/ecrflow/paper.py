@@ -30,3 +30,10 @@ PROTOCOL = ("AUC is the paper's protocol: per consecutive evaluation batch of {a
             "file order, liked vs disliked samples, softmax over all entities at the gold item; batches without "
             "both classes are skipped. AUC_global is the same score over the whole test split. R@k over all "
             "samples, RT@k over liked samples.")
+
+
+# Reviews kept per generator profile (paper, Section 4.3 / ECR_SPEC 3.8).
+REVIEW_COUNTS = {
+    "dialogpt": {"reviews": 34_953, "movies": 4_092},
+    "llama": {"reviews": 2_459, "movies": 1_553},
+}

@@ -232,3 +232,119 @@ def rec_table(name: str, predictions: dict, fingerprint_files: list, *, out, pro
         "paper": PAPER[name],
     })
     log.info("%s: %s", name, json.dumps(rows))
+
+
+# -- the generator ------------------------------------------------------------------------------------------------
+
+def toy_llama(pretrain, tokenizer_config, *, config_out, spec: dict, seed: int) -> None:
+    """The toy run's stand-in for Llama-2-7B-Chat: a tiny Llama on the toy tokenizer (models.toy)."""
+    from .models.toy import build_toy_llama
+
+    texts = [t for t in pq.read_table(pretrain, columns=["resp"]).column("resp").to_pylist() if t]
+    result = build_toy_llama(texts, Path(tokenizer_config).parent, Path(config_out).parent, hidden=spec["hidden"],
+                             n_layer=spec["n_layer"], n_head=spec["n_head"], lm_steps=spec["lm_steps"], seed=seed)
+    log.info("toy llama: %s", result)
+
+
+def first_sentence_templates(responses, *, out, n: int) -> None:
+    from .generate.prompts import frequent_templates
+
+    texts = pq.read_table(responses, columns=["resp"]).column("resp").to_pylist()
+    templates = frequent_templates(texts, n)
+    if not templates:
+        raise ValueError(f"{responses}: no response mentions <movie>; the generator needs first-sentence templates")
+    write_json(out, templates)
+    log.info("%d templates from %d responses; most frequent: %s", len(templates), len(texts), templates[0])
+
+
+def _read_jsonl(path) -> list[dict]:
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def generation_objective(responses: dict, *, out) -> None:
+    """Objective metrics of the generated responses (ECR_SPEC 6.2) against the reference responses: for
+    each generator the final response (u_r then u_e) and u_e alone (what the reference scored), and u_r
+    alone (the UniCRS response) once. The item ratio counts mentions of the recommended movie."""
+    from .constants import MOVIE_TOKEN
+    from .generate.metrics import item_ratio, objective_metrics
+
+    rows = []
+    for i, (kind, path) in enumerate(responses.items()):
+        recs = _read_jsonl(path)
+        if not recs:
+            raise ValueError(f"{path}: no responses")
+        systems = [(f"ecr_{kind}", "response"), (f"ecr_{kind}", "u_e")]
+        if i == 0:
+            systems.insert(0, ("unicrs", "u_r"))
+        refs = [r["reference"] for r in recs]
+        for system, field in systems:
+            texts = [r[field] for r in recs]
+            m = objective_metrics(texts, refs)
+            m["item_ratio"] = item_ratio([t.replace(r["item_name"], MOVIE_TOKEN) for t, r in zip(texts, recs)])
+            rows.append({"system": system, "text": field, **{k: (round(v, 6) if isinstance(v, float) else v)
+                                                              for k, v in m.items()}})
+    _write_csv(out, rows)
+    log.info("generation objective: %s", json.dumps(rows))
+
+
+def _stop_words(path) -> set[str]:
+    """One word per line (lower-cased); ``None`` reads the list shipped with ecrflow (English function words
+    plus "movie", "film" and the like: the reference's stop_words.txt was never published, ECR_SPEC 8.26)."""
+    if path is None:
+        from importlib.resources import files
+
+        text = files("ecrflow.generate").joinpath("stop_words.txt").read_text(encoding="utf-8")
+    else:
+        text = Path(path).read_text(encoding="utf-8")
+    return {w.strip().lower() for w in text.splitlines() if w.strip()}
+
+
+def review_knowledge(reviews, entity2id, relation2id, subkg, items, *, reviews_out, movies_out, report,
+                     knowledge: dict) -> None:
+    """Review entities and one-hop triples keyed by entity ids (ECR_SPEC 3.6): movies are found by their
+    ReDial name in ``items.parquet``, never by a stripped title."""
+    import pyarrow as pa
+
+    from .generate.knowledge import MOVIE_KNOWLEDGE_SCHEMA, REVIEW_SCHEMA, annotate_reviews, one_hop
+
+    it = pq.read_table(items, columns=["entity_id", "name"])
+    movie_ids = {n: e for e, n in zip(it.column("entity_id").to_pylist(), it.column("name").to_pylist()) if n}
+    neighbours = one_hop(read_json(subkg), read_json(relation2id), tuple(knowledge["relations"]))
+    rows, movies, summary = annotate_reviews(
+        read_json(reviews), entity2id=read_json(entity2id), movie_ids=movie_ids, neighbours=neighbours,
+        stop_words=_stop_words(knowledge["stop_words"]), confidence_key=knowledge["confidence"],
+        min_global_count=knowledge["min_global_count"], max_movies_per_entity=knowledge["max_movies_per_entity"],
+        min_name_length=knowledge["min_name_length"], min_movie_count=knowledge["min_movie_count"])
+    if not rows:
+        raise ValueError(f"{reviews}: no review belongs to a movie of the dialogues ({summary})")
+    write_parquet(reviews_out, pa.Table.from_pylist(rows, schema=REVIEW_SCHEMA))
+    write_parquet(movies_out, pa.Table.from_pylist(movies, schema=MOVIE_KNOWLEDGE_SCHEMA))
+    write_json(report, summary)
+    log.info("review knowledge: %s", json.dumps(summary))
+
+
+def filter_reviews(annotated, *, train, valid, report, name: str, profile: dict, options: dict) -> None:
+    """One review profile (ECR_SPEC 3.8): the filters in order, counts per filter, a seeded split."""
+    import pyarrow as pa
+
+    from .generate.knowledge import REVIEW_SCHEMA
+    from .generate.reviews import ReviewProfile
+    from .generate.reviews import filter_reviews as run_filters
+
+    prof = ReviewProfile(min_votes=profile["min_votes"], min_words=profile["min_words"],
+                         max_words=profile["max_words"], min_first_person=profile["min_first_person"],
+                         max_repetition=options["max_repetition"])
+    tr, va, summary = run_filters(pq.read_table(annotated).to_pylist(), prof, scrub_words=tuple(options["scrub_words"]),
+                                  reference_10=options["scrub_reference_10"], valid_fraction=options["valid_fraction"],
+                                  seed=options["seed"])
+    if not tr:
+        raise ValueError(f"no review passes the filters of this profile ({json.dumps(summary)}); relax "
+                         f"reviews.profiles in the config")
+    from .paper import REVIEW_COUNTS
+
+    summary["paper"] = REVIEW_COUNTS.get(name)  # what the paper kept with this profile, for comparison
+    write_parquet(train, pa.Table.from_pylist(tr, schema=REVIEW_SCHEMA))
+    write_parquet(valid, pa.Table.from_pylist(va, schema=REVIEW_SCHEMA))
+    write_json(report, summary)
+    log.info("filtered reviews: %s", json.dumps(summary))

@@ -142,8 +142,11 @@ class Trainer:
     ``trainable`` is the sub-module whose parameters are optimised and checkpointed."""
 
     def __init__(self, model: nn.Module, trainable: nn.Module, cfg: TrainConfig, work_dir, fingerprint: str, *,
-                 task: str, accelerator=None):
+                 task: str, accelerator=None, params_only: bool = False):
         self.cfg = cfg
+        # params_only: checkpoint only the parameters that train (a LoRA adapter, not its frozen base; a
+        # fine-tuned LM once, not once more per tied weight, which safetensors refuses).
+        self.params_only = params_only
         self.task = task
         self.work_dir = Path(work_dir)
         self.fingerprint = fingerprint
@@ -156,6 +159,20 @@ class Trainer:
         self.per_device = cfg.batch_size // n_proc
 
     # -- checkpoints --------------------------------------------------------------------------------------
+    def trainable_state(self) -> dict[str, torch.Tensor]:
+        if self.params_only:
+            return {n: p for n, p in self.trainable.named_parameters() if p.requires_grad}
+        return self.trainable.state_dict()
+
+    def load_trainable(self, state: dict[str, torch.Tensor]) -> None:
+        if not self.params_only:
+            self.trainable.load_state_dict(state)
+            return
+        missing = set(self.trainable_state()) - set(state)
+        if missing:
+            raise ValueError(f"checkpoint lacks trained parameters: {sorted(missing)[:5]}")
+        self.trainable.load_state_dict(state, strict=False)
+
     def _ckpt(self) -> Path:
         return self.work_dir / CHECKPOINT
 
@@ -168,7 +185,7 @@ class Trainer:
         if state.fingerprint != self.fingerprint:
             log.warning("discarding checkpoint in %s: it belongs to other parameters or inputs", d)
             return None
-        self.trainable.load_state_dict(load_safetensors(d / "trainable.safetensors"))
+        self.load_trainable(load_safetensors(d / "trainable.safetensors"))
         optimizer.load_state_dict(torch.load(d / "optimizer.pt", weights_only=True))
         scheduler.load_state_dict(torch.load(d / "scheduler.pt", weights_only=True))
         return state
@@ -181,7 +198,7 @@ class Trainer:
             if tmp.exists():
                 shutil.rmtree(tmp)
             tmp.mkdir(parents=True)
-            _save_safetensors(tmp / "trainable.safetensors", self.trainable.state_dict())
+            _save_safetensors(tmp / "trainable.safetensors", self.trainable_state())
             torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
             torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
             (tmp / "trainer_state.json").write_text(state.to_json())
@@ -274,7 +291,7 @@ class Trainer:
             if state.best_epoch is None or (metric is not None and _better(metric, state.best, mode)):
                 state.best, state.best_epoch = metric, epoch
                 if acc.is_main_process:
-                    _save_safetensors(self.work_dir / BEST, self.trainable.state_dict())
+                    _save_safetensors(self.work_dir / BEST, self.trainable_state())
             state.history.append(record)
             log.info("epoch %d: %s", epoch, json.dumps(record))
             state.epoch, state.batch, state.loss_sum, state.loss_batches = epoch + 1, 0, 0.0, 0

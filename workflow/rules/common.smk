@@ -109,4 +109,58 @@ def rec_responses(*splits):
 def all_targets():
     """Everything the default target builds: the tables of every stage wired in so far."""
     return [f"{TABLES}/dataset_stats.csv", f"{TABLES}/baselines.csv", f"{TABLES}/table1.csv",
-            f"{TABLES}/table3.csv", "results/conversation/test_responses.parquet"]
+            f"{TABLES}/table3.csv", "results/conversation/test_responses.parquet", *generation_targets()]
+
+
+# -- the generator (generate.smk) ----------------------------------------------------------------------------
+GEN = "results/generation"
+REVIEWS = f"{GEN}/reviews"
+GENERATOR = "results/generator"
+KINDS = "|".join(config["generator"])
+PROFILES = "|".join(config["reviews"]["profiles"])
+HAS_REVIEWS = bool(config["data"]["reviews"])
+
+
+def base_model_files(kind):
+    """The generator's base model as an input when it is a local folder (built by the toy run)."""
+    name = config["models"][f"generator_{kind}"]
+    return [f"{name}/config.json"] if config["toy"]["enabled"] or Path(name).is_dir() else []
+
+
+def generator_section(kind, training):
+    """generator.<kind> without the decoding keys when training (changing them must not retrain)."""
+    section = config["generator"][kind]
+    if not training:
+        return section
+    return {k: v for k, v in section.items() if k not in ("max_gen_len", "gen_batch_size")}
+
+
+def generation_for_training():
+    """The generation keys that shape the training examples."""
+    keys = ("n_entities", "n_triples", "knowledge", "augment_prob", "prompt_loss", "seed")
+    return {k: config["generation"][k] for k in keys}
+
+
+def generation_for_inference():
+    """The generation keys that shape the test prompts and decoding."""
+    keys = ("n_entities", "n_triples", "no_repeat_ngram_size", "seed")
+    return {k: config["generation"][k] for k in keys}
+
+
+def generator_train_inputs(kind):
+    profile = config["generator"][kind]["profile"]
+    return {
+        "train": f"{REVIEWS}/{profile}_train.parquet",
+        "valid": f"{REVIEWS}/{profile}_valid.parquet",
+        "items_table": f"{DATA}/items.parquet",
+        "entity2id": raw_file("entity2id.json"),
+        "templates": f"{GEN}/templates.json",
+        "base": base_model_files(kind),
+    }
+
+
+def generation_targets():
+    """The generation outputs of `all`: only with a review file and at least one generator kind."""
+    if not HAS_REVIEWS or not config["generation"]["kinds"]:
+        return []
+    return [f"{TABLES}/generation_objective.csv"]

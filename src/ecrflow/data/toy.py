@@ -308,10 +308,27 @@ _REVIEW_SENTENCES = [
     "{actor} and {actor2} have real chemistry.",
     "It is one of the best films of the decade?",
     "My friends and I quote it all the time.",
+    "I cried at the ending, and I am not ashamed to admit it.",
+    "It made me laugh so hard that my sides hurt.",
+    "I was on the edge of my seat for the final hour.",
+    "Honestly, I did not expect to care this much about these characters.",
+    "The photography is gorgeous, every frame could hang on a wall.",
+    "When {actor} appears on screen, the whole story lights up.",
+    "I have watched it five times and it still surprises me.",
+    "The pacing feels calm, almost like a warm evening walk.",
+    "You will want to call your best friend right after watching it.",
+    "My only complaint is that it ends too soon.",
+    "It reminded me of the films I loved as a child.",
+    "The dialogue sparkles with wit and warmth.",
+    "{director} clearly knows how to build tension slowly.",
+    "I felt nostalgic for days after seeing it.",
+    "Bring tissues, because the last scene is heartbreaking.",
 ]
 
 
 def make_reviews(world: ToyWorld, cfg: ToyConfig, rng: np.random.Generator) -> dict:
+    """Reviews of distinct sentences (emotional, first-person, mentioning KG neighbours and the genre), some
+    deliberately repetitive (for the repetition filter), with ratings and "review" sentences to scrub."""
     reviews: dict[str, list] = {}
     for m in world.movies:
         n = int(rng.integers(0, cfg.max_reviews_per_movie + 1) * (0.3 + m.popularity) // 1)
@@ -322,8 +339,10 @@ def make_reviews(world: ToyWorld, cfg: ToyConfig, rng: np.random.Generator) -> d
                 "actor": actors[0], "actor2": actors[-1], "director": m.neighbours["director"][0],
                 "writer": m.neighbours["writer"][0], "genre": _uri(GENRES[m.genre][0]),
             }
-            k = int(rng.integers(3, 14))
-            picks = rng.choice(len(_REVIEW_SENTENCES), size=k, replace=True)
+            k = int(rng.integers(3, 17))
+            picks = rng.choice(len(_REVIEW_SENTENCES), size=k, replace=False)
+            if rng.random() < 0.1:  # a spammy review that repeats itself
+                picks = np.repeat(picks[:2], 4)
             sentences, ents = [], []
             for p in picks:
                 s = _REVIEW_SENTENCES[p]

@@ -71,6 +71,41 @@ def build_toy_models(texts: list[str], lm_dir, encoder_dir, *, vocab_size: int =
             "lm_final_loss": loss}
 
 
+# The Llama-2-Chat prompt layout ([INST], <<SYS>>), so that the toy Llama goes through the chat-template path
+# of the real one.
+LLAMA2_CHAT_TEMPLATE = (
+    "{% if messages[0]['role'] == 'system' %}{% set system = messages[0]['content'] %}"
+    "{% set messages = messages[1:] %}{% else %}{% set system = '' %}{% endif %}"
+    "{% for m in messages %}{% if m['role'] == 'user' %}{{ bos_token }}[INST] "
+    "{% if loop.first and system %}<<SYS>>\n{{ system }}\n<</SYS>>\n\n{% endif %}{{ m['content'] }} [/INST]"
+    "{% else %} {{ m['content'] }} {{ eos_token }}{% endif %}{% endfor %}"
+)
+
+
+def build_toy_llama(texts: list[str], tokenizer_dir, out_dir, *, hidden: int = 64, n_layer: int = 2, n_head: int = 4,
+                    lm_steps: int = 300, seed: int = 0) -> dict:
+    """A tiny Llama-architecture chat model (the stand-in for Llama-2-7B-Chat) on the toy tokenizer, with
+    ``<s>``/``</s>`` and a Llama-2 chat template, briefly trained on ``texts``."""
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
+    tok.bos_token, tok.eos_token, tok.unk_token = "<s>", "</s>", "<unk>"
+    tok.pad_token = None
+    tok.chat_template = LLAMA2_CHAT_TEMPLATE
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=hidden, intermediate_size=hidden * 2,
+                      num_hidden_layers=n_layer, num_attention_heads=n_head, num_key_value_heads=max(1, n_head // 2),
+                      max_position_embeddings=1024, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+    lm = LlamaForCausalLM(cfg)
+    loss = _train_lm(lm, tok, texts, steps=lm_steps, seed=seed)
+    out = Path(out_dir)
+    if out.exists():
+        shutil.rmtree(out)
+    lm.save_pretrained(out)
+    tok.save_pretrained(out)
+    return {"vocab_size": len(tok), "hidden": hidden, "n_layer": n_layer, "lm_steps": lm_steps, "lm_final_loss": loss}
+
+
 def _train_lm(lm, tokenizer, texts: list[str], *, steps: int, seed: int, batch: int = 16, length: int = 64) -> float | None:
     """Next-token training on concatenated dialogue text: enough for the toy LM to produce words."""
     if steps <= 0:

@@ -1,0 +1,1 @@
+"""Emotion-aligned response generation: reviews, knowledge prompts, generators, inference, metrics."""
