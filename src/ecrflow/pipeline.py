@@ -14,7 +14,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from .constants import SPLITS
-from .io import atomic_path, read_json, write_json, write_parquet
+from .io import atomic_path, iter_jsonl, read_json, write_json, write_parquet
 
 log = logging.getLogger(__name__)
 
@@ -257,11 +257,6 @@ def first_sentence_templates(responses, *, out, n: int) -> None:
     log.info("%d templates from %d responses; most frequent: %s", len(templates), len(texts), templates[0])
 
 
-def _read_jsonl(path) -> list[dict]:
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
 def generation_objective(responses: dict, *, out) -> None:
     """Objective metrics of the generated responses (ECR_SPEC 6.2) against the reference responses: for
     each generator the final response (u_r then u_e) and u_e alone (what the reference scored), and u_r
@@ -271,7 +266,7 @@ def generation_objective(responses: dict, *, out) -> None:
 
     rows = []
     for i, (kind, path) in enumerate(responses.items()):
-        recs = _read_jsonl(path)
+        recs = [r for _, r in iter_jsonl(path, expected="a response object")]
         if not recs:
             raise ValueError(f"{path}: no responses")
         systems = [(f"ecr_{kind}", "response"), (f"ecr_{kind}", "u_e")]
@@ -282,8 +277,7 @@ def generation_objective(responses: dict, *, out) -> None:
             texts = [r[field] for r in recs]
             m = objective_metrics(texts, refs)
             m["item_ratio"] = item_ratio([t.replace(r["item_name"], MOVIE_TOKEN) for t, r in zip(texts, recs)])
-            rows.append({"system": system, "text": field, **{k: (round(v, 6) if isinstance(v, float) else v)
-                                                              for k, v in m.items()}})
+            rows.append({"system": system, "text": field, **m})
     _write_csv(out, rows)
     log.info("generation objective: %s", json.dumps(rows))
 

@@ -82,6 +82,13 @@ class FitResult:
     resumed_from: int | None
     seconds: float
 
+    def summary(self, **extra) -> dict:
+        """The training history as a rule's metrics JSON: best epoch and metric, per-epoch records."""
+        st = self.state
+        return {"best_epoch": st.best_epoch, "best_metric": st.best, "epochs": st.history,
+                "optimizer_steps": st.step, "resumed_from_step": self.resumed_from,
+                "seconds": round(self.seconds, 1), **extra}
+
 
 def seed_everything(seed: int) -> None:
     from accelerate.utils import set_seed

@@ -15,7 +15,8 @@ import numpy as np
 import pyarrow as pa
 
 from ..io import read_json
-from .prompts import Knowledge, augment_review, fill_movie
+from .knowledge import entity_name
+from .prompts import Knowledge, augment_review, fill_movie, sample_down
 
 
 def keyed_rng(seed: int, key: str) -> np.random.Generator:
@@ -28,9 +29,6 @@ class MovieNames:
     paren-stripped DBpedia names."""
 
     def __init__(self, items: pa.Table, entity2id: dict[str, int]):
-        from .knowledge import entity_name
-
-        self._entity_name = entity_name
         self.uri = {i: u for u, i in entity2id.items()}
         self.redial = {e: n for e, n in zip(items.column("entity_id").to_pylist(), items.column("name").to_pylist())
                        if n}
@@ -42,10 +40,10 @@ class MovieNames:
         return cls(pq.read_table(items_path), read_json(entity2id_path))
 
     def movie(self, eid: int) -> str:
-        return self.redial.get(eid) or self._entity_name(self.uri[eid], strip_paren=False)
+        return self.redial.get(eid) or entity_name(self.uri[eid], strip_paren=False)
 
     def entity(self, eid: int) -> str:
-        return self._entity_name(self.uri[eid], strip_paren=True)
+        return entity_name(self.uri[eid], strip_paren=True)
 
 
 @dataclass(frozen=True)
@@ -62,8 +60,6 @@ class KnowledgeOptions:
 
 def _knowledge(names: MovieNames, movie: int, entities: list[int], rel_entities: list[int], relations: list[str],
                first_sentence: str, opts: KnowledgeOptions, rng: np.random.Generator) -> Knowledge:
-    from .prompts import sample_down
-
     name = names.movie(movie)
     ents = [names.entity(e) for e in sample_down(list(entities), opts.n_entities, rng)]
     triples = [(r, names.entity(e)) for e, r in sample_down(list(zip(rel_entities, relations)), opts.n_triples, rng)]

@@ -224,12 +224,8 @@ def train_generator(train, valid, items, entity2id, templates, *, out_dir, metri
             write_json(folder / META, meta)
 
         _save_folder(out_dir, write)
-        st = result.state
-        write_json(metrics_out, {"best_epoch": st.best_epoch, "best_metric": st.best, "epochs": st.history,
-                                 "optimizer_steps": st.step, "resumed_from_step": result.resumed_from,
-                                 "valid_loss_before_training": before,
-                                 "seconds": round(result.seconds, 1), "train_reviews": len(tr),
-                                 "valid_reviews": len(va), "trainable_parameters": n_params})
+        write_json(metrics_out, result.summary(valid_loss_before_training=before, train_reviews=len(tr),
+                                               valid_reviews=len(va), trainable_parameters=n_params))
     trainer.cleanup()
 
 
@@ -291,8 +287,8 @@ def infer(model_dir, predictions, responses, rec, items, entity2id, relation2id,
     neighbours = one_hop(read_json(subkg), read_json(relation2id), tuple(knowledge_relations))
     movie_entities = {r["movie"]: r["entities"] for r in pq.read_table(movie_knowledge).to_pylist()}
     u_r = load_responses(responses)
-    ref = {(d, int(t)): x for d, t, x in zip(*(pq.read_table(rec, columns=["dialog_id", "turn", "resp_text"])
-                                               .column(c).to_pylist() for c in ("dialog_id", "turn", "resp_text")))}
+    ref = {(r["dialog_id"], int(r["turn"])): r["resp_text"]
+           for r in pq.read_table(rec, columns=["dialog_id", "turn", "resp_text"]).to_pylist()}
     rows, prompts, skipped = [], [], 0
     for p in _first_per_turn(predictions):
         key = (p["dialog_id"], int(p["turn"]))

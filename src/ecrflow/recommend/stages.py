@@ -157,13 +157,6 @@ def _write_model(path, state: dict, cfg, extra: dict) -> None:
                   metadata={"prompt_config": json.dumps(cfg.to_dict()), **extra})
 
 
-def _history(result, extra: dict) -> dict:
-    st = result.state
-    return {"best_epoch": st.best_epoch, "best_metric": st.best, "epochs": st.history,
-            "optimizer_steps": st.step, "resumed_from_step": result.resumed_from, "seconds": round(result.seconds, 1),
-            **extra}
-
-
 # -- stage 1 ----------------------------------------------------------------------------------------------------
 
 def pretrain(train, valid, kg_tensors, matrix=None, contributions=None, *, model_out, metrics_out, work_dir, models: dict,
@@ -184,7 +177,7 @@ def pretrain(train, valid, kg_tensors, matrix=None, contributions=None, *, model
                                [p for p in (train, valid, kg_tensors, matrix) if p], evaluate, "rec", acc)
     if acc.is_main_process:
         _write_model(model_out, result.best_state, model.prompt.cfg, {"stage": "pretrain"})
-        write_json(metrics_out, _history(result, {"train_samples": len(tr), "valid_samples": len(va)}))
+        write_json(metrics_out, result.summary(train_samples=len(tr), valid_samples=len(va)))
     trainer.cleanup()
 
 
@@ -220,7 +213,7 @@ def conversation_train(train, valid, kg_tensors, init, *, model_out, metrics_out
                                evaluate, "conv", acc)
     if acc.is_main_process:
         _write_model(model_out, result.best_state, model.prompt.cfg, {"stage": "conversation"})
-        write_json(metrics_out, _history(result, {"train_samples": len(tr), "valid_samples": len(va)}))
+        write_json(metrics_out, result.summary(train_samples=len(tr), valid_samples=len(va)))
     trainer.cleanup()
 
 
@@ -297,7 +290,7 @@ def recommend_train(train, valid, kg_tensors, item_ids, matrix=None, contributio
                                inputs, evaluate, "rec", acc)
     if acc.is_main_process:
         _write_model(model_out, result.best_state, model.prompt.cfg, {"stage": "recommend"})
-        write_json(metrics_out, _history(result, {"train_samples": len(tr), "valid_samples": len(va)}))
+        write_json(metrics_out, result.summary(train_samples=len(tr), valid_samples=len(va)))
     trainer.cleanup()
 
 
