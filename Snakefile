@@ -13,6 +13,7 @@ configfile: f"{workflow.basedir}/config/config.yaml"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
+include: "workflow/rules/emotion.smk"
 include: "workflow/rules/kg.smk"
 include: "workflow/rules/tables.smk"
 include: "workflow/rules/recommend.smk"

@@ -16,6 +16,7 @@ import yaml
 from safetensors.torch import load_file
 
 from conftest import REPO, planned_jobs, snakemake
+from ecrflow.constants import EMOTIONS
 
 pytestmark = pytest.mark.slow
 TOY = str(REPO / "config" / "toy.yaml")
@@ -192,6 +193,8 @@ REVIEWS = {"review_knowledge": 1, "filter_reviews": 2}
     ({"recommend": {"top_k": 20}}, {"recommend_predict": 5, "rec_table": 2, **GEN_INFER, "all": 1}),
     ({"conversation": {"max_gen_len": 10}}, {"conversation_generate": 1, **GEN_TRAIN, "all": 1}),
     ({"train": {"checkpoint_every": 3}}, {}),
+    # The emotion rules are not in a DAG that reads the release's labels.
+    ({"classifier": {"lr": 0.01}, "emotion_labels": {"utterances": 50}}, {}),
     ({"recommend": {"lr": 0.001}},
      {"recommend_train": 5, "recommend_predict": 5, "rec_table": 2, **GEN_INFER, "all": 1}),
     # u_r in the prompt: stage 2 now reads the conversation module's responses (already built).
@@ -269,6 +272,36 @@ def test_unicrs_variant_without_emotions(tmp_path):
     rec = pq.read_table(tmp_path / "results" / "data" / "processed" / "test_rec.parquet")
     assert set(map(tuple, rec.column("next_emotions").to_pylist())) == {("neutral",)}
     assert (tmp_path / "results" / "toy" / "raw" / "train_data_dbpedia_raw.jsonl").exists()
+
+
+def test_emotion_labels_made_by_the_pipeline(tmp_path):
+    """From label-free dialogues to table1.csv: SmolLM2 annotates a sample of seeker utterances (constrained
+    to emotion words), the focal-loss classifier labels every seeker message, stage 2 reads the labels."""
+    (tmp_path / "over.yaml").write_text(yaml.safe_dump(
+        {"data": {"emotions": "pipeline", "dialog_pattern": "{split}_data_dbpedia_raw.jsonl"}}))
+    snakemake(tmp_path, "results/tables/table1.csv", "--configfile", TOY, str(tmp_path / "over.yaml"))
+    emo = tmp_path / "results" / "emotion"
+    raw = (tmp_path / "results" / "toy" / "raw" / "train_data_dbpedia_raw.jsonl").read_text()
+    assert '"emotion"' not in raw  # the input carries no labels
+    summary = json.loads((emo / "annotation_summary.json").read_text())
+    assert summary["utterances"] == 120 and summary["unparseable"] == 0 and summary["request_errors"] == 0
+    assert summary["labelled"] > 0 and "SmolLM2" in summary["llm"]
+    annotations = [json.loads(x) for x in (emo / "annotations.jsonl").read_text().splitlines()]
+    assert all(1 <= len(a["words"]) <= 2 for a in annotations)  # constrained and strictly parsed
+    metrics = json.loads((emo / "classifier_metrics.json").read_text())
+    assert 0 <= metrics["valid_best"]["recall@2"] <= 1 and metrics["valid_utterances"] > 0
+    for split in ("train", "valid", "test"):
+        dialogs = [json.loads(x) for x in (emo / "labelled" / f"{split}_data_dbpedia_emo.jsonl").read_text().splitlines()]
+        for d in dialogs[:20]:
+            for m in d["messages"]:
+                if m["senderWorkerId"] == d["initiatorWorkerId"] and m["text"].strip():
+                    probs = list(m["emotion"].values())
+                    assert set(m["emotion"]) == set(EMOTIONS) and probs == sorted(probs, reverse=True)
+                else:
+                    assert "emotion" not in m
+    rec = pq.read_table(tmp_path / "results" / "data" / "processed" / "train_rec.parquet")
+    assert {tuple(x) for x in rec.column("next_emotions").to_pylist()} - {("neutral",)}  # real labels reached stage 2
+    assert (tmp_path / "results" / "tables" / "table1.csv").exists()
 
 
 def test_release_responses_rule(copy_workspace):

@@ -246,6 +246,19 @@ def toy_llama(pretrain, tokenizer_config, *, config_out, spec: dict, seed: int) 
     log.info("toy llama: %s", result)
 
 
+def toy_emotion_lm(dialogs, *, config_out, spec: dict, seed: int) -> None:
+    """The toy run's base for the emotion classifier: a tiny GPT-2 on the raw dialogue texts (models.toy)."""
+    from .emotion.classifier import clean_text
+    from .models.toy import build_toy_gpt2
+
+    texts = [clean_text(m.get("text", "")) for _, d in iter_jsonl(dialogs, expected="a ReDial conversation object")
+             for m in d.get("messages", [])]
+    result = build_toy_gpt2([t for t in texts if t], Path(config_out).parent, vocab_size=spec["vocab_size"],
+                            hidden=spec["hidden"], n_layer=spec["n_layer"], n_head=spec["n_head"],
+                            lm_steps=spec["lm_steps"], seed=seed)
+    log.info("toy emotion LM: %s", result)
+
+
 def first_sentence_templates(responses, *, out, n: int) -> None:
     from .generate.prompts import frequent_templates
 
@@ -342,3 +355,34 @@ def filter_reviews(annotated, *, train, valid, report, name: str, profile: dict,
     write_parquet(valid, pa.Table.from_pylist(va, schema=REVIEW_SCHEMA))
     write_json(report, summary)
     log.info("filtered reviews: %s", json.dumps(summary))
+
+
+# -- emotion labels made by the pipeline --------------------------------------------------------------------------
+
+def emotion_annotate(dialogs, *, annotations_out, summary_out, cache_dir, llm: dict, options: dict) -> None:
+    """LLM annotation of a seeded sample of seeker utterances (paper App. A.1), answers cached on disk so a
+    killed job resumes; parse failures and unmapped words are counted in the summary, never guessed."""
+    from .emotion.annotate import requests, sample, seeker_utterances, summarise
+    from .emotion.mapping import load_mapping
+    from .llm import make_backend
+    from .llm.cache import RequestCache, run_cached
+
+    rows = sample(seeker_utterances(dialogs, max_history=options["max_history"]), options["utterances"],
+                  options["seed"])
+    table = load_mapping()
+    spec = {"kind": llm["kind"], **llm.get(llm["kind"], {})}
+    if llm["kind"] != "http":  # a local model decodes batch_size requests at once; a server takes them concurrently
+        spec["batch_size"] = options["batch_size"]
+    backend = make_backend(spec)
+    with RequestCache(cache_dir) as cache:
+        answers = run_cached(backend, requests(rows, list(table), constrained=options["constrained"]), cache,
+                             batch_size=options["batch_size"])
+    out, summary = summarise(rows, answers, table)
+    summary["llm"] = backend.model_id
+    if not summary["labelled"]:
+        raise ValueError(f"no annotator answer gave a known emotion word ({json.dumps(summary)})")
+    with atomic_path(annotations_out) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        for row in out:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    write_json(summary_out, summary)
+    log.info("emotion annotation: %s", json.dumps(summary))

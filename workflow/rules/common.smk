@@ -15,7 +15,9 @@ KG = f"{DATA}/kg"
 TABLES = "results/tables"
 LOGS = "results/logs"
 BENCH = "results/benchmarks"
-REQUIRE_EMOTION = config["data"]["emotions"] == "dataset"
+REQUIRE_EMOTION = config["data"]["emotions"] == "dataset"  # the raw dialogues carry emotion labels
+LABELLED = config["data"]["emotions"] == "pipeline"  # labels made by the emotion rules (emotion.smk)
+EMO = "results/emotion"
 
 if not config["toy"]["enabled"]:
     # A real run: a missing release file is reported now, with where to get it, not hours into a job.
@@ -28,6 +30,17 @@ def raw_file(name):
 
 def dialog_file(split):
     return raw_file(config["data"]["dialog_pattern"].format(split=split))
+
+
+def processing_dialogs(split):
+    """The dialogue file process_split reads: the raw one, or its labelled copy when the pipeline makes the
+    emotion labels."""
+    return f"{EMO}/labelled/{split}_data_dbpedia_emo.jsonl" if LABELLED else dialog_file(split)
+
+
+def emotion_classifier_files():
+    name = config["models"]["emotion_classifier"]
+    return [f"{name}/config.json"] if config["toy"]["enabled"] or Path(name).is_dir() else []
 
 
 def raw_files():

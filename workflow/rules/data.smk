@@ -39,7 +39,7 @@ rule validate_input:
 
 rule process_split:
     input:
-        dialogs=lambda wc: dialog_file(wc.split),
+        dialogs=lambda wc: processing_dialogs(wc.split),
         entity2id=raw_file("entity2id.json"),
         validation=f"{DATA}/validation.json",
     output:
@@ -49,7 +49,7 @@ rule process_split:
         stats=f"{PROCESSED}/{{split}}_stats.json",
     params:
         emotion=config["emotion"],
-        require_emotion=REQUIRE_EMOTION,
+        require_emotion=REQUIRE_EMOTION or LABELLED,
     wildcard_constraints:
         split="|".join(SPLITS),
     log:

@@ -71,6 +71,20 @@ def build_toy_models(texts: list[str], lm_dir, encoder_dir, *, vocab_size: int =
             "lm_final_loss": loss}
 
 
+def build_toy_gpt2(texts: list[str], out_dir, *, vocab_size: int = 2000, hidden: int = 64, n_layer: int = 2,
+                   n_head: int = 4, lm_steps: int = 300, seed: int = 0) -> dict:
+    """A tokenizer and a tiny GPT-2 trained on ``texts`` alone (the emotion classifier's base in the toy run:
+    it must not depend on the processed data, which the emotion labels feed)."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(seed)
+    tok = _wrap(train_tokenizer(texts, vocab_size), eos_token="<|endoftext|>", bos_token="<|endoftext|>",
+                unk_token="<unk>")
+    lm = GPT2LMHeadModel(GPT2Config(vocab_size=len(tok), n_positions=512, n_embd=hidden, n_layer=n_layer,
+                                    n_head=n_head, bos_token_id=tok.eos_token_id, eos_token_id=tok.eos_token_id))
+    return _train_and_save(lm, tok, texts, out_dir, lm_steps=lm_steps, seed=seed)
+
+
 # The Llama-2-Chat prompt layout ([INST], <<SYS>>), so that the toy Llama goes through the chat-template path
 # of the real one.
 LLAMA2_CHAT_TEMPLATE = (
@@ -97,13 +111,20 @@ def build_toy_llama(texts: list[str], tokenizer_dir, out_dir, *, hidden: int = 6
                       num_hidden_layers=n_layer, num_attention_heads=n_head, num_key_value_heads=max(1, n_head // 2),
                       max_position_embeddings=1024, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
     lm = LlamaForCausalLM(cfg)
+    return _train_and_save(lm, tok, texts, out_dir, lm_steps=lm_steps, seed=seed)
+
+
+def _train_and_save(lm, tok, texts: list[str], out_dir, *, lm_steps: int, seed: int) -> dict:
+    """Briefly train a toy LM on ``texts`` and save it with its tokenizer as a model folder."""
     loss = _train_lm(lm, tok, texts, steps=lm_steps, seed=seed)
     out = Path(out_dir)
     if out.exists():
         shutil.rmtree(out)
     lm.save_pretrained(out)
     tok.save_pretrained(out)
-    return {"vocab_size": len(tok), "hidden": hidden, "n_layer": n_layer, "lm_steps": lm_steps, "lm_final_loss": loss}
+    cfg = lm.config
+    return {"vocab_size": len(tok), "hidden": cfg.hidden_size, "n_layer": cfg.num_hidden_layers, "lm_steps": lm_steps,
+            "lm_final_loss": loss}
 
 
 def _train_lm(lm, tokenizer, texts: list[str], *, steps: int, seed: int, batch: int = 16, length: int = 64) -> float | None:

