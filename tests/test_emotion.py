@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from ecrflow.constants import EMOTIONS
-from ecrflow.emotion.annotate import parse_answer, sample, seeker_utterances, summarise
-from ecrflow.emotion.classifier import clean_text, focal_loss, multi_hot, recall_at_k, split_annotations
+from ecrflow.emotion.annotate import clean_text, parse_answer, sample, seeker_utterances, summarise
+from ecrflow.emotion.classifier import focal_loss, multi_hot, recall_at_k, split_annotations
 from ecrflow.emotion.mapping import label_shares, load_mapping, map_words
 
 

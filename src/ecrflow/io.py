@@ -37,6 +37,22 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp_path.unlink()
 
 
+def write_folder(path, write: Callable[[Path], None]) -> None:
+    """Fill a folder through ``write(tmp_folder)`` next to its final place and move it there whole (a
+    Snakemake directory output, a saved model, must never be left half-written)."""
+    import shutil
+
+    target = Path(path)
+    tmp = target.with_name(target.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    write(tmp)
+    if target.exists():
+        shutil.rmtree(target)
+    tmp.rename(target)
+
+
 def write_json(path, obj: Any, indent: int | None = 1) -> None:
     with atomic_path(path) as tmp:
         with open(tmp, "w", encoding="utf-8") as f:

@@ -248,7 +248,7 @@ def toy_llama(pretrain, tokenizer_config, *, config_out, spec: dict, seed: int) 
 
 def toy_emotion_lm(dialogs, *, config_out, spec: dict, seed: int) -> None:
     """The toy run's base for the emotion classifier: a tiny GPT-2 on the raw dialogue texts (models.toy)."""
-    from .emotion.classifier import clean_text
+    from .emotion.annotate import clean_text
     from .models.toy import build_toy_gpt2
 
     texts = [clean_text(m.get("text", "")) for _, d in iter_jsonl(dialogs, expected="a ReDial conversation object")

@@ -25,6 +25,11 @@ PROMPT = ("Conversation so far:\n{history}\n\nSeeker's latest utterance: \"{utte
 _MOVIE = re.compile(r"@\d+")
 
 
+def clean_text(text: str) -> str:
+    """An utterance as the annotator and the classifier see it: ReDial's @id movie tokens read "a movie"."""
+    return _MOVIE.sub("a movie", text).strip()
+
+
 def seeker_utterances(dialog_file, *, max_history: int) -> list[dict]:
     """Every seeker message with text, with the previous ``max_history`` messages as history."""
     rows = []
@@ -32,7 +37,7 @@ def seeker_utterances(dialog_file, *, max_history: int) -> list[dict]:
         lines = []
         for i, msg in enumerate(dialog.messages):
             role = SEEKER if msg.sender == dialog.initiator else "recommender"
-            text = _MOVIE.sub("a movie", msg.text).strip()
+            text = clean_text(msg.text)
             if role == SEEKER and text:
                 rows.append({"dialog_id": dialog.dialog_id, "message": i, "text": text,
                              "history": "\n".join(lines[-max_history:]) or "(none)"})

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from pathlib import Path
 
 import numpy as np
@@ -19,18 +18,13 @@ import torch
 from torch import nn
 
 from ..constants import EMOTIONS
-from ..io import atomic_path, iter_jsonl, read_json, write_json
+from ..io import atomic_path, iter_jsonl, read_json, write_folder, write_json
 from ..train import TrainConfig, Trainer, fingerprint, make_accelerator, seed_everything
+from .annotate import clean_text
 
 log = logging.getLogger(__name__)
 
 META = "classifier.json"
-_MOVIE = re.compile(r"@\d+")
-
-
-def clean_text(text: str) -> str:
-    """An utterance as the annotator and the classifier see it: ReDial's @id movie tokens read "a movie"."""
-    return _MOVIE.sub("a movie", text).strip()
 
 
 def focal_loss(logits: torch.Tensor, targets: torch.Tensor, gamma: float = 2.0, alpha: float | None = 0.25) -> torch.Tensor:
@@ -125,8 +119,6 @@ def split_annotations(rows: list[dict], valid_fraction: float, seed: int) -> tup
 
 def train_classifier(annotations, *, out_dir, metrics_out, work_dir, model_name: str, section: dict,
                      train_cfg: dict) -> None:
-    from ..generate.generator import _save_folder
-
     rows = [r for _, r in iter_jsonl(annotations, expected="an annotation object")]
     tr, va = split_annotations(rows, section["valid_fraction"], section["seed"])
     if not tr:
@@ -168,7 +160,7 @@ def train_classifier(annotations, *, out_dir, metrics_out, work_dir, model_name:
             tok.save_pretrained(folder)
             write_json(folder / META, meta)
 
-        _save_folder(out_dir, write)
+        write_folder(out_dir, write)
         write_json(metrics_out, result.summary(train_utterances=len(tr), valid_utterances=len(va),
                                                valid_before_training=before, valid_best=best,
                                                majority_recall_at_2=baseline))

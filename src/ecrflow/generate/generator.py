@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,7 @@ import pyarrow.parquet as pq
 import torch
 from torch import nn
 
-from ..io import atomic_path, read_json, write_json
+from ..io import atomic_path, read_json, write_folder, write_json
 from ..train import TrainConfig, Trainer, fingerprint, make_accelerator, mixed_precision, seed_everything
 from .examples import KnowledgeOptions, MovieNames, inference_example, training_example
 from .prompts import prompt_lines, render
@@ -159,20 +158,6 @@ def review_examples(path, tok, names: MovieNames, templates: list[str], spec: Ge
 
 # -- training ---------------------------------------------------------------------------------------------------
 
-def _save_folder(out_dir, write) -> None:
-    """Write a model folder next to its final place and move it there whole (a Snakemake directory output
-    must not be left half-written)."""
-    out_dir = Path(out_dir)
-    tmp = out_dir.with_name(out_dir.name + ".tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    write(tmp)
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    tmp.rename(out_dir)
-
-
 def train_generator(train, valid, items, entity2id, templates, *, out_dir, metrics_out, work_dir, spec: GeneratorSpec,
                     section: dict, gen: dict, train_cfg: dict) -> None:
     acc = make_accelerator(train_cfg["precision"])
@@ -223,7 +208,7 @@ def train_generator(train, valid, items, entity2id, templates, *, out_dir, metri
             tok.save_pretrained(folder)
             write_json(folder / META, meta)
 
-        _save_folder(out_dir, write)
+        write_folder(out_dir, write)
         write_json(metrics_out, result.summary(valid_loss_before_training=before, train_reviews=len(tr),
                                                valid_reviews=len(va), trainable_parameters=n_params))
     trainer.cleanup()
