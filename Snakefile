@@ -18,6 +18,13 @@ include: "workflow/rules/kg.smk"
 include: "workflow/rules/tables.smk"
 include: "workflow/rules/recommend.smk"
 include: "workflow/rules/generate.smk"
+include: "workflow/rules/judge.smk"
+include: "workflow/rules/critic.smk"
+
+
+if RL_KIND:
+
+    include: "workflow/rules/rl.smk"
 
 
 rule all:

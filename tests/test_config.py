@@ -61,3 +61,22 @@ def test_missing_key_and_pattern_without_split(paper):
     paper["data"]["dialog_pattern"] = "train.jsonl"
     with pytest.raises(ConfigError, match="data.dialog_pattern: must contain '{split}'"):
         validate_config(paper)
+
+
+@pytest.mark.parametrize("change, expected", [
+    ({"rl": {"kind": "gpt2"}}, "rl.kind: 'gpt2' is not in generation.kinds"),
+    ({"judge": {"judges": [{"name": "a", "llm": {"kind": "lexicon"}}, {"name": "a", "llm": {"kind": "smollm2"}}]}},
+     "judge.judges: names must be unique, a repeated"),
+    ({"judge": {"judges": []}}, "rl.kind: the RL stage rewards with the critic"),
+    ({"judge": {"baselines": [{"name": "x", "paper_row": "GPT-5", "llm": {"kind": "smollm2"}}]}},
+     "judge.baselines.x.paper_row: 'GPT-5' is not a Table 2 row"),
+    ({"judge": {"judges": [{"name": "Bad Name", "llm": {"kind": "lexicon"}}]}}, "judge.judges.0.name"),
+    ({"rl": {"reward_weights": {"empathy": 1}}}, "rl.reward_weights.empathy: unknown key"),
+    ({"rl": {"reward_weights": {"emo_int": 0}}}, "rl.reward_weights: at least one weight must be positive"),
+])
+def test_judge_and_rl_settings_are_checked(paper, change, expected):
+    if "reward_weights" in change.get("rl", {}):
+        paper["rl"]["reward_weights"] = {}
+    with pytest.raises(ConfigError) as err:
+        validate_config(_merge(paper, change))
+    assert expected in str(err.value)

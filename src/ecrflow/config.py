@@ -74,6 +74,24 @@ def _check_consistency(config: dict) -> None:
             problems.append(f"  generator.{kind}.profile: {g['profile']!r} is not in reviews.profiles")
         if g["method"] == "lora" and "lora" not in g:
             problems.append(f"  generator.{kind}.lora: method lora needs r, alpha, dropout and target_modules")
+    judge, rl = config["judge"], config["rl"]
+    for what in ("judges", "baselines"):
+        names = [j["name"] for j in judge[what]]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            problems.append(f"  judge.{what}: names must be unique, {', '.join(dup)} repeated")
+    from .judge.tables import PAPER_TABLE2
+
+    for b in judge["baselines"]:
+        if b.get("paper_row") and b["paper_row"] not in PAPER_TABLE2:
+            problems.append(f"  judge.baselines.{b['name']}.paper_row: {b['paper_row']!r} is not a Table 2 row "
+                            f"({', '.join(PAPER_TABLE2)})")
+    if rl["kind"] is not None and rl["kind"] not in gen["kinds"]:
+        problems.append(f"  rl.kind: {rl['kind']!r} is not in generation.kinds ({', '.join(gen['kinds'])})")
+    if rl["kind"] is not None and not judge["judges"]:
+        problems.append("  rl.kind: the RL stage rewards with the critic, which needs at least one judge")
+    if not any(w > 0 for w in rl["reward_weights"].values()):
+        problems.append("  rl.reward_weights: at least one weight must be positive")
     if "unicrs" not in variants["pretrain"]:
         problems.append("  variants.pretrain: the conversation module starts from the 'unicrs' stage-1 variant")
     if problems:

@@ -7,6 +7,7 @@ renamed only when complete, so a killed job never leaves a half-written file tha
 from __future__ import annotations
 
 import contextlib
+import csv
 import hashlib
 import json
 import os
@@ -58,6 +59,26 @@ def write_json(path, obj: Any, indent: int | None = 1) -> None:
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump(obj, f, indent=indent, ensure_ascii=False, sort_keys=False)
             f.write("\n")
+
+
+def write_jsonl(path, rows) -> None:
+    """One JSON object per line (generated text, judged samples, logs)."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", encoding="utf-8") as f:
+            for row in rows:
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def write_csv(path, rows: list[dict]) -> None:
+    """A table: the columns are every key in order of first appearance (rows may lack some, left empty);
+    floats with four decimals."""
+    fields = list(dict.fromkeys(k for r in rows for k in r))
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=fields)
+            writer.writeheader()
+            for row in rows:
+                writer.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in row.items()})
 
 
 def read_json(path) -> Any:

@@ -6,7 +6,6 @@ directly.
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 from pathlib import Path
@@ -14,7 +13,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from .constants import SPLITS
-from .io import atomic_path, iter_jsonl, read_json, write_json, write_parquet
+from .io import iter_jsonl, read_json, write_csv, write_json, write_jsonl, write_parquet
 
 log = logging.getLogger(__name__)
 
@@ -111,22 +110,13 @@ def cooccurrence(train_sequences, entity2id_path, *, matrix, contributions, stat
     log.info("co-occurrence: %s", summary)
 
 
-def _write_csv(path, rows: list[dict]) -> None:
-    with atomic_path(path) as tmp:
-        with open(tmp, "w", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            for row in rows:
-                writer.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in row.items()})
-
-
 def baselines_table(train_rec, test_rec, item_ids, matrix, contributions, *, out, ks) -> None:
     from .baselines import evaluate_baselines
     from .cooccurrence import CoOccurrence
 
     rows = evaluate_baselines(pq.read_table(train_rec), pq.read_table(test_rec), read_json(item_ids),
                               CoOccurrence.load(matrix, contributions), ks=tuple(ks))
-    _write_csv(out, rows)
+    write_csv(out, rows)
     log.info("baselines: %s", json.dumps(rows))
 
 
@@ -157,7 +147,7 @@ def dataset_stats_table(validation, split_stats: dict, kg_meta, items_path, *, o
             "kg_edges": meta["n_edges"],
             "items": n_items,
         })
-    _write_csv(out, rows)
+    write_csv(out, rows)
 
 
 def unicrs_responses(responses_file, rec, *, out, stats) -> None:
@@ -219,7 +209,7 @@ def rec_table(name: str, predictions: dict, fingerprint_files: list, *, out, pro
                     "samples": m["samples"], "auc_batches": m["auc_batches"],
                     "auc_batches_skipped": m["auc_batches_skipped"]})
         rows.append(row)
-    _write_csv(out, rows)
+    write_csv(out, rows)
     write_json(provenance, {
         "table": name,
         "config_hash": config_hash(config),
@@ -291,7 +281,7 @@ def generation_objective(responses: dict, *, out) -> None:
             m = objective_metrics(texts, refs)
             m["item_ratio"] = item_ratio([t.replace(r["item_name"], MOVIE_TOKEN) for t, r in zip(texts, recs)])
             rows.append({"system": system, "text": field, **m})
-    _write_csv(out, rows)
+    write_csv(out, rows)
     log.info("generation objective: %s", json.dumps(rows))
 
 
@@ -364,16 +354,13 @@ def emotion_annotate(dialogs, *, annotations_out, summary_out, cache_dir, llm: d
     killed job resumes; parse failures and unmapped words are counted in the summary, never guessed."""
     from .emotion.annotate import requests, sample, seeker_utterances, summarise
     from .emotion.mapping import load_mapping
-    from .llm import make_backend
+    from .llm import backend_from_config
     from .llm.cache import RequestCache, run_cached
 
     rows = sample(seeker_utterances(dialogs, max_history=options["max_history"]), options["utterances"],
                   options["seed"])
     table = load_mapping()
-    spec = {"kind": llm["kind"], **llm.get(llm["kind"], {})}
-    if llm["kind"] != "http":  # a local model decodes batch_size requests at once; a server takes them concurrently
-        spec["batch_size"] = options["batch_size"]
-    backend = make_backend(spec)
+    backend = backend_from_config(llm, options["batch_size"])
     with RequestCache(cache_dir) as cache:
         answers = run_cached(backend, requests(rows, list(table), constrained=options["constrained"]), cache,
                              batch_size=options["batch_size"])
@@ -381,8 +368,6 @@ def emotion_annotate(dialogs, *, annotations_out, summary_out, cache_dir, llm: d
     summary["llm"] = backend.model_id
     if not summary["labelled"]:
         raise ValueError(f"no annotator answer gave a known emotion word ({json.dumps(summary)})")
-    with atomic_path(annotations_out) as tmp, open(tmp, "w", encoding="utf-8") as f:
-        for row in out:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    write_jsonl(annotations_out, out)
     write_json(summary_out, summary)
     log.info("emotion annotation: %s", json.dumps(summary))

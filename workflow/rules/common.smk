@@ -122,7 +122,8 @@ def rec_responses(*splits):
 def all_targets():
     """Everything the default target builds: the tables of every stage wired in so far."""
     return [f"{TABLES}/dataset_stats.csv", f"{TABLES}/baselines.csv", f"{TABLES}/table1.csv",
-            f"{TABLES}/table3.csv", "results/conversation/test_responses.parquet", *generation_targets()]
+            f"{TABLES}/table3.csv", "results/conversation/test_responses.parquet", *generation_targets(),
+            *judge_targets()]
 
 
 # -- the generator (generate.smk) ----------------------------------------------------------------------------
@@ -172,8 +173,63 @@ def generator_train_inputs(kind):
     }
 
 
+def generation_knowledge_files():
+    """What turning a stage-2 prediction into a generator prompt reads (generate_responses, rl_generate)."""
+    return dict(items_table=f"{DATA}/items.parquet", entity2id=raw_file("entity2id.json"),
+                relation2id=raw_file("relation2id.json"), subkg=raw_file("dbpedia_subkg.json"),
+                movies=f"{REVIEWS}/movie_knowledge.parquet")
+
+
 def generation_targets():
     """The generation outputs of `all`: only with a review file and at least one generator kind."""
     if not HAS_REVIEWS or not config["generation"]["kinds"]:
         return []
     return [f"{TABLES}/generation_objective.csv"]
+
+
+# -- judge, critic, RL (judge.smk, critic.smk, rl.smk) ------------------------------------------------------------
+
+JUDGE = "results/judge"
+CRITIC = "results/critic"
+RL = "results/rl"
+JUDGE_NAMES = [j["name"] for j in config["judge"]["judges"]]
+JUDGE_SPECS = {j["name"]: j for j in config["judge"]["judges"]}
+BASELINE_SPECS = {b["name"]: b for b in config["judge"]["baselines"]}
+RL_KIND = config["rl"]["kind"]  # null: no RL stage
+
+
+def judged_systems(split):
+    """system -> its reply file, for the systems judged on a split (unicrs: u_r, read from the sample).
+    valid: the critic's training data (the generators and u_r); test: Table 2 (also the LLM baselines and
+    the RL generator)."""
+    out = {"unicrs": None}
+    if split == "test":
+        out.update({f"llm_{b}": f"{JUDGE}/baselines/{b}/test_responses.jsonl" for b in BASELINE_SPECS})
+    out.update({f"ecr_{k}": f"{GEN}/{k}/{split}_responses.jsonl" for k in config["generation"]["kinds"]})
+    if split == "test" and RL_KIND:
+        out[f"rl_{RL_KIND}"] = f"{GEN}/rl_{RL_KIND}/test_responses.jsonl"
+    return out
+
+
+def judge_options(name):
+    """Everything that changes one judge's answers, except the sample and the replies (its inputs)."""
+    opts = {k: v for k, v in config["judge"].items() if k in ("max_attempts", "constrained", "batch_size", "seed",
+                                                               "prompt_file")}
+    spec = JUDGE_SPECS[name]
+    return {**opts, "seed": spec.get("seed", opts["seed"]), "llm": spec["llm"]}
+
+
+def judge_targets():
+    """Table 2, the critic table and the RL comparison: with generators and at least one judge."""
+    if not generation_targets() or not JUDGE_NAMES:
+        return []
+    out = [f"{TABLES}/table2.csv", f"{TABLES}/critic.csv"]
+    return out + ([f"{TABLES}/rl_comparison.csv"] if RL_KIND else [])
+
+
+def critic_base_files():
+    """The critic's base encoder when it is a local folder (the toy one is built by toy_models)."""
+    name = config["models"]["critic"]
+    if config["toy"]["enabled"] or Path(name).is_dir():
+        return [f"{name}/config.json"]
+    return []

@@ -112,26 +112,23 @@ rule generate_responses:
     input:
         model=f"{GENERATOR}/{{kind}}/model",
         base=lambda wc: base_model_files(wc.kind),
-        predictions=f"{REC}/{config['generation']['rec_variant']}/test_predictions.parquet",
-        responses=responses_file("test"),
-        rec=f"{PROCESSED}/test_rec.parquet",
-        items_table=f"{DATA}/items.parquet",
-        entity2id=raw_file("entity2id.json"),
-        relation2id=raw_file("relation2id.json"),
-        subkg=raw_file("dbpedia_subkg.json"),
-        movies=f"{REVIEWS}/movie_knowledge.parquet",
+        predictions=lambda wc: f"{REC}/{config['generation']['rec_variant']}/{wc.split}_predictions.parquet",
+        responses=lambda wc: responses_file(wc.split),
+        rec=f"{PROCESSED}/{{split}}_rec.parquet",
+        **generation_knowledge_files(),
     output:
-        responses=f"{GEN}/{{kind}}/test_responses.jsonl",
-        stats=f"{GEN}/{{kind}}/test_stats.json",
+        responses=f"{GEN}/{{kind}}/{{split}}_responses.jsonl",
+        stats=f"{GEN}/{{kind}}/{{split}}_stats.json",
     wildcard_constraints:
         kind=KINDS,
+        split="valid|test",  # valid: the critic's and the RL stage's contexts; test: the tables
     params:
         section=lambda wc: generator_section(wc.kind, training=False),
         gen=generation_for_inference(),
         relations=config["knowledge"]["relations"],
         precision=config["train"]["precision"],
     log:
-        f"{LOGS}/generate_responses/{{kind}}.log",
+        f"{LOGS}/generate_responses/{{kind}}_{{split}}.log",
     threads: stage_threads("generate")
     resources:
         **stage_resources("generate"),

@@ -9,7 +9,6 @@ processing stage reads either source unchanged; its threshold beta keeps the rel
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import torch
 from torch import nn
 
 from ..constants import EMOTIONS
-from ..io import atomic_path, iter_jsonl, read_json, write_folder, write_json
+from ..io import iter_jsonl, read_json, write_folder, write_json, write_jsonl
 from ..train import TrainConfig, Trainer, fingerprint, make_accelerator, seed_everything
 from .annotate import clean_text
 
@@ -191,9 +190,7 @@ def label_dialogs(dialog_file, model_dir, *, out, stats_out, batch_size: int = 6
     for (d, m), p in zip(where, probs):
         order = np.argsort(-p, kind="stable")
         dialogs[d]["messages"][m]["emotion"] = {meta["labels"][i]: round(float(p[i]), 4) for i in order}
-    with atomic_path(out) as tmp, open(tmp, "w", encoding="utf-8") as f:
-        for obj in dialogs:
-            f.write(json.dumps(obj, ensure_ascii=False) + "\n")
+    write_jsonl(out, dialogs)
     top = np.bincount(probs.argmax(1), minlength=len(EMOTIONS)) if len(probs) else np.zeros(len(EMOTIONS))
     write_json(stats_out, {"dialogs": len(dialogs), "seeker_utterances": len(texts),
                            "top_type_shares": {e: float(c) / max(len(texts), 1) for e, c in zip(meta["labels"], top)}})

@@ -12,7 +12,6 @@ cache over left-padded batches, prompts sorted by length so that a batch carries
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ import pyarrow.parquet as pq
 import torch
 from torch import nn
 
-from ..io import atomic_path, read_json, write_folder, write_json
+from ..io import read_json, write_folder, write_json, write_jsonl
 from ..train import TrainConfig, Trainer, fingerprint, make_accelerator, mixed_precision, seed_everything
 from .examples import KnowledgeOptions, MovieNames, inference_example, training_example
 from .prompts import prompt_lines, render
@@ -294,11 +293,10 @@ def infer(model_dir, predictions, responses, rec, items, entity2id, relation2id,
         new = generate(model, tok, prompts, batch_size=section["gen_batch_size"], max_new_tokens=section["max_gen_len"],
                        no_repeat_ngram_size=gen["no_repeat_ngram_size"], device=acc.device)
     seconds = time.time() - t0
-    with atomic_path(out) as tmp, open(tmp, "w", encoding="utf-8") as f:
-        for row, ids in zip(rows, new):
-            u_e = tok.decode(ids, skip_special_tokens=True).strip()
-            row.update(u_e=u_e, response=f"{row['u_r']} {u_e}".strip(), new_tokens=len(ids))
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    for row, ids in zip(rows, new):
+        u_e = tok.decode(ids, skip_special_tokens=True).strip()
+        row.update(u_e=u_e, response=f"{row['u_r']} {u_e}".strip(), new_tokens=len(ids))
+    write_jsonl(out, rows)
     n_tokens = sum(len(x) for x in new)
     stats = {"turns": len(rows), "skipped_without_u_r": skipped, "new_tokens": n_tokens,
              "generation_seconds": round(seconds, 2), "tokens_per_second": round(n_tokens / max(seconds, 1e-9), 1),

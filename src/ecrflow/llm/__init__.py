@@ -21,10 +21,10 @@ from .hf import HFBackend, smollm2_gguf, smollm2_model_id
 from .http import OpenAIBackend
 
 __all__ = ["BACKEND_KINDS", "Backend", "Constraint", "HFBackend", "OpenAIBackend", "ParseError", "Request",
-           "RequestCache", "Response", "Segment", "TokenConstraint", "TokenTable", "make_backend", "run_cached",
-           "smollm2_gguf"]
+           "RequestCache", "Response", "Segment", "TokenConstraint", "TokenTable", "backend_from_config",
+           "make_backend", "run_cached", "smollm2_gguf"]
 
-BACKEND_KINDS = ("hf", "http", "smollm2")
+BACKEND_KINDS = ("hf", "http", "smollm2", "lexicon")
 
 
 def make_backend(spec: dict) -> Backend:
@@ -40,6 +40,10 @@ def make_backend(spec: dict) -> Backend:
         raise ValueError(f"unknown LLM backend kind {kind!r}; expected one of {', '.join(BACKEND_KINDS)}")
     if kind == "http":
         return _construct(OpenAIBackend, kind, args)
+    if kind == "lexicon":  # the toy run's deterministic stand-in judge (judge/lexicon.py)
+        from ..judge.lexicon import LexiconJudge
+
+        return _construct(LexiconJudge, kind, args)
     if kind == "smollm2":
         for name in ("model", "gguf_file"):
             if name in args:
@@ -47,6 +51,18 @@ def make_backend(spec: dict) -> Backend:
         folder, file = smollm2_gguf()
         args = {"model_id": smollm2_model_id(file), **args, "model": folder, "gguf_file": file}
     return _construct(HFBackend, kind, args)
+
+
+def backend_from_config(llm: dict, batch_size: int) -> Backend:
+    """A backend from a config section ``{kind: ..., http: {...}, hf: {...}}``: the options of the chosen
+    kind only. A local model decodes ``batch_size`` requests at once; a server takes them concurrently
+    (its own ``concurrency`` option), so ``batch_size`` is not passed to it."""
+    if not isinstance(llm, dict) or "kind" not in llm:
+        raise ValueError(f"an LLM config section needs a 'kind' (one of {', '.join(BACKEND_KINDS)}), got {llm!r}")
+    spec = {"kind": llm["kind"], **(llm.get(llm["kind"]) or {})}
+    if llm["kind"] != "http":
+        spec.setdefault("batch_size", batch_size)
+    return make_backend(spec)
 
 
 def _construct(cls, kind: str, args: dict) -> Backend:

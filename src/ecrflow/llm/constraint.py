@@ -79,18 +79,22 @@ class Constraint:
         return cls((Segment(tuple(vocabulary), min_words, max_words, sep),))
 
     @classmethod
-    def lines(cls, names: Iterable[str], values: Iterable[str], *, sep: str = ": ") -> Constraint:
-        """One line ``"<name><sep><value>\\n"`` per name, in order; parse gives the values.
+    def lines(cls, names: Iterable[str], values: Iterable[str], *, sep: str = ": ", per_line: int = 1,
+              value_sep: str = " ") -> Constraint:
+        """One line ``"<name><sep><value>\\n"`` per name, in order (``per_line`` values joined by
+        ``value_sep`` on each line, e.g. the judge's five scores); parse gives the values, line by line.
 
         The newline after the last line is optional, so that an answer survives the whitespace strip every
         backend applies ("a: 1\\nb: 2" and "a: 1\\nb: 2\\n" both match)."""
         names, values = list(names), tuple(values)
         if not names:
             raise ValueError("lines() needs at least one name")
+        if per_line < 1:
+            raise ValueError(f"per_line must be >= 1, got {per_line}")
         segs: list[Segment] = []
         for i, name in enumerate(names):
             segs.append(Segment((f"{name}{sep}",), capture=False))
-            segs.append(Segment(values))
+            segs.append(Segment(values, per_line, per_line, value_sep))
             segs.append(Segment(("\n",), min_repeat=0 if i == len(names) - 1 else 1, capture=False))
         return cls(tuple(segs))
 

@@ -1,0 +1,304 @@
+"""The critic: a text encoder with one regression head per judged metric, trained on LLM-judge scores of
+generated replies (dialogue context + reply in, five 0-9 scores out), so that the RL stage has a reward
+that costs one forward pass instead of one LLM call.
+
+Targets are the judges' scores averaged per metric (the "merged" target); evaluation reports every head
+against the merged target and against each judge's own scores, each computed from that head's column and
+that target's column only (``head_metrics``): an earlier attempt reported identical per-judge R^2 values,
+which is what a mix-up of columns or targets produces, and the tests check for exactly that.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .io import read_json, write_folder, write_json
+from .train import TrainConfig, Trainer, fingerprint, load_safetensors, make_accelerator, seed_everything
+
+log = logging.getLogger(__name__)
+
+META = "critic.json"
+HEADS_FILE = "heads.safetensors"
+SCALE = 9.0  # judge scores are 0-9; the heads predict score / 9
+
+
+class Critic(nn.Module):
+    """Encoder, masked mean pooling, one small MLP head per metric (``heads[metric]`` -> one number)."""
+
+    def __init__(self, encoder: nn.Module, metrics: list[str], dropout: float = 0.1):
+        super().__init__()
+        self.encoder = encoder
+        self.metrics = list(metrics)
+        h = encoder.config.hidden_size
+        self.heads = nn.ModuleDict({m: nn.Sequential(nn.Dropout(dropout), nn.Linear(h, h), nn.Tanh(),
+                                                     nn.Linear(h, 1)) for m in self.metrics})
+
+    def forward(self, input_ids, attention_mask) -> torch.Tensor:
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+        return torch.cat([self.heads[m](pooled) for m in self.metrics], dim=-1)  # (batch, n_metrics)
+
+
+class CriticObjective(nn.Module):
+    def __init__(self, critic: Critic):
+        super().__init__()
+        self.critic = critic
+
+    def forward(self, batch: dict, task: str = "critic") -> dict:
+        pred = self.critic(batch["input_ids"], batch["attention_mask"]).float()
+        return {"loss": nn.functional.mse_loss(pred, batch["targets"])}
+
+
+class Encoder:
+    """Context and reply to token ids: ``<cls> context <sep> reply <sep>``, keeping the end of the context
+    (the latest messages) and the start of the reply when the pair is too long."""
+
+    def __init__(self, tok, max_length: int):
+        self.tok, self.max_length = tok, max_length
+        self.cls = tok.cls_token_id if tok.cls_token_id is not None else tok.bos_token_id
+        self.sep = tok.sep_token_id if tok.sep_token_id is not None else tok.eos_token_id
+        if self.cls is None or self.sep is None or tok.pad_token_id is None:
+            raise ValueError("the critic's tokenizer needs cls/bos, sep/eos and pad tokens")
+
+    def __call__(self, context: str, reply: str) -> list[int]:
+        budget = self.max_length - 3
+        r = self.tok(reply, add_special_tokens=False)["input_ids"][:max(budget // 2, budget - 16)]
+        c = self.tok(context, add_special_tokens=False)["input_ids"]
+        c = c[max(0, len(c) - (budget - len(r))):] if budget - len(r) > 0 else []
+        return [self.cls, *c, self.sep, *r, self.sep]
+
+    def batch(self, ids: list[list[int]]) -> dict:
+        width = max(len(x) for x in ids)
+        input_ids = torch.full((len(ids), width), self.tok.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(ids), width), dtype=torch.long)
+        for i, x in enumerate(ids):
+            input_ids[i, :len(x)] = torch.tensor(x)
+            mask[i, :len(x)] = 1
+        return {"input_ids": input_ids, "attention_mask": mask}
+
+
+def collate(encoder: Encoder):
+    def fn(items: list[tuple[list[int], np.ndarray]]) -> dict:
+        out = encoder.batch([x for x, _ in items])
+        out["targets"] = torch.tensor(np.stack([y for _, y in items]), dtype=torch.float32)
+        return out
+    return fn
+
+
+# -- metrics ------------------------------------------------------------------------------------------------
+
+def r2_score(y: np.ndarray, p: np.ndarray) -> float:
+    ss_res = float(((y - p) ** 2).sum())
+    ss_tot = float(((y - y.mean()) ** 2).sum())
+    return float("nan") if ss_tot == 0 else 1.0 - ss_res / ss_tot
+
+
+def spearman(y: np.ndarray, p: np.ndarray) -> float:
+    from scipy.stats import spearmanr
+
+    if len(y) < 2 or np.all(y == y[0]) or np.all(p == p[0]):
+        return float("nan")
+    return float(spearmanr(y, p).statistic)
+
+
+def head_metrics(pred: np.ndarray, target: np.ndarray, metrics: list[str]) -> dict[str, dict]:
+    """R^2, MAE and Spearman of head j against target column j, for every head, over the rows where the
+    target is known (NaN marks a missing score). ``pred`` and ``target`` are (n, len(metrics)) on the 0-9
+    scale."""
+    if pred.shape != target.shape or pred.shape[1] != len(metrics):
+        raise ValueError(f"predictions {pred.shape} and targets {target.shape} must both be (n, {len(metrics)})")
+    out = {}
+    for j, m in enumerate(metrics):
+        keep = ~np.isnan(target[:, j])
+        y, p = target[keep, j], pred[keep, j]
+        out[m] = {"n": int(keep.sum()), "r2": r2_score(y, p) if len(y) else float("nan"),
+                  "mae": float(np.abs(y - p).mean()) if len(y) else float("nan"), "spearman": spearman(y, p)}
+    return out
+
+
+# -- data ---------------------------------------------------------------------------------------------------
+
+def critic_rows(contexts: list[dict], replies: dict[str, dict], judges: dict[str, list[dict]],
+                metrics: list[str]) -> list[dict]:
+    """One row per judged (dialog, turn, system): the context, the reply, each judge's scores and the merged
+    target (mean over the judges that scored it), all as arrays in ``metrics`` order."""
+    by_context = {(c["dialog_id"], int(c["turn"])): c for c in contexts}
+    per_judge: dict[str, dict] = {}
+    for name, rows in judges.items():
+        d: dict = {}
+        for r in rows:
+            d.setdefault((r["dialog_id"], int(r["turn"]), r["system"]), {})[r["metric"]] = float(r["score"])
+        per_judge[name] = d
+    keys = sorted({k for d in per_judge.values() for k in d})
+    out = []
+    for key in keys:
+        ctx = by_context.get(key[:2])
+        reply = replies.get(key[2], {}).get(key[:2])
+        if ctx is None or reply is None:
+            continue
+        scores = {name: np.array([d[key].get(m, np.nan) if key in d else np.nan for m in metrics])
+                  for name, d in per_judge.items()}
+        with warnings.catch_warnings():  # a metric no judge scored stays NaN
+            warnings.simplefilter("ignore", RuntimeWarning)
+            merged = np.nanmean(np.stack(list(scores.values())), axis=0)
+        out.append({"dialog_id": key[0], "turn": key[1], "system": key[2], "context": ctx["history"],
+                    "reply": reply, "judges": scores, "target": merged})
+    return out
+
+
+def split_by_dialog(rows: list[dict], valid_fraction: float, test_fraction: float, seed: int):
+    """Train/valid/test by dialogue (seeded): no dialogue's contexts are on two sides."""
+    dialogs = sorted({r["dialog_id"] for r in rows})
+    order = np.random.default_rng(seed).permutation(len(dialogs))
+    n_test = max(1, round(test_fraction * len(dialogs))) if len(dialogs) > 2 else 0
+    n_valid = max(1, round(valid_fraction * len(dialogs))) if len(dialogs) > 2 else 0
+    test = {dialogs[i] for i in order[:n_test]}
+    valid = {dialogs[i] for i in order[n_test:n_test + n_valid]}
+    pick = lambda ids, inside: [r for r in rows if (r["dialog_id"] in ids) == inside]  # noqa: E731
+    rest = pick(test | valid, False)
+    return rest, pick(valid, True), pick(test, True)
+
+
+# -- training, saving, scoring --------------------------------------------------------------------------------
+
+def _load_encoder(name):
+    from transformers import AutoModel
+
+    from .generate.generator import load_tokenizer
+
+    return AutoModel.from_pretrained(name), load_tokenizer(name)
+
+
+@torch.no_grad()
+def predict(critic: Critic, encoder: Encoder, pairs: list[tuple[str, str]], *, batch_size: int = 64,
+            device=None) -> np.ndarray:
+    """(n, n_metrics) predicted scores on the 0-9 scale."""
+    device = device or next(critic.parameters()).device
+    was_training = critic.training
+    critic.eval()
+    out = []
+    for lo in range(0, len(pairs), batch_size):
+        b = encoder.batch([encoder(c, r) for c, r in pairs[lo:lo + batch_size]])
+        out.append(critic(b["input_ids"].to(device), b["attention_mask"].to(device)).float().cpu().numpy())
+    critic.train(was_training)
+    return np.concatenate(out) * SCALE if out else np.zeros((0, len(critic.metrics)))
+
+
+def fit_critic(train: list[dict], valid: list[dict], *, model_name: str, metrics: list[str], section: dict,
+               train_cfg: dict, work_dir, fp: str):
+    """Train a critic on rows with ``context``, ``reply``, ``target`` (0-9); returns (critic, encoder,
+    fit result). The best epoch is the one with the lowest validation MSE."""
+    acc = make_accelerator(train_cfg["precision"])
+    seed_everything(section["seed"])
+    base, tok = _load_encoder(model_name)
+    critic = Critic(base, metrics, section.get("dropout", 0.1))
+    enc = Encoder(tok, section["max_length"])
+    data = [(enc(r["context"], r["reply"]), np.nan_to_num(r["target"] / SCALE, nan=0.5)) for r in train]
+
+    def evaluate() -> dict:
+        if not valid:
+            return {"loss": None}
+        pred = predict(critic, enc, [(r["context"], r["reply"]) for r in valid], batch_size=section["eval_batch_size"],
+                       device=acc.device)
+        target = np.stack([r["target"] for r in valid])
+        hm = head_metrics(pred, target, metrics)
+        return {"loss": float(np.nanmean((pred / SCALE - target / SCALE) ** 2)),
+                "r2": {m: hm[m]["r2"] for m in metrics}}
+
+    cfg = TrainConfig.from_config({**section, "select_metric": "loss"}, train_cfg)
+    trainer = Trainer(CriticObjective(critic), critic, cfg, work_dir, fp, task="critic", accelerator=acc,
+                      params_only=True)
+    result = trainer.fit(data, collate(enc), evaluate=evaluate if valid else None)
+    critic.load_state_dict(result.best_state, strict=False)
+    trainer.cleanup()
+    return critic, enc, result, acc
+
+
+def save_critic(folder, critic: Critic, tok, meta: dict) -> None:
+    from safetensors.torch import save_file
+
+    def write(path: Path) -> None:
+        critic.encoder.save_pretrained(path / "encoder")
+        tok.save_pretrained(path / "encoder")
+        save_file({k: v.detach().contiguous().cpu() for k, v in critic.heads.state_dict().items()},
+                  str(path / HEADS_FILE))
+        write_json(path / META, meta)
+
+    write_folder(folder, write)
+
+
+def load_critic(folder, device=None) -> tuple[Critic, Encoder, dict]:
+    from transformers import AutoModel
+
+    from .generate.generator import load_tokenizer
+
+    folder = Path(folder)
+    meta = read_json(folder / META)
+    critic = Critic(AutoModel.from_pretrained(folder / "encoder"), meta["metrics"])
+    critic.heads.load_state_dict(load_safetensors(folder / HEADS_FILE))
+    critic.eval()
+    if device is not None:
+        critic.to(device)
+    return critic, Encoder(load_tokenizer(folder / "encoder"), meta["max_length"]), meta
+
+
+def reward_weights(weights: dict, metrics: list[str]) -> np.ndarray:
+    """The RL reward's weights per head, normalised to sum 1 (so the reward stays on the 0-9 scale)."""
+    unknown = sorted(set(weights) - set(metrics))
+    if unknown:
+        raise ValueError(f"reward weights for unknown metric(s) {', '.join(unknown)}; the critic has {metrics}")
+    w = np.array([float(weights.get(m, 0.0)) for m in metrics])
+    if (w < 0).any() or w.sum() <= 0:
+        raise ValueError(f"reward weights must be >= 0 with a positive sum, got {weights}")
+    return w / w.sum()
+
+
+def train_critic(sample, files: dict, scores: dict, *, out_dir, metrics_out, table_out, work_dir, model_name: str,
+                 section: dict, train_cfg: dict) -> None:
+    """The critic rule: rows from the judged sample, split by dialogue, training, and ``critic.csv`` with each
+    head's R^2 / MAE / Spearman on the held-out dialogues against the merged and each judge's scores."""
+    from .judge.scoring import METRIC_KEYS
+    from .io import write_csv
+    from .judge.steps import read_sample, read_scores, system_replies
+
+    metrics = list(METRIC_KEYS)
+    contexts = read_sample(sample)
+    judges = {name: read_scores(path) for name, path in scores.items()}
+    rows = critic_rows(contexts, system_replies(contexts, files), judges, metrics)
+    tr, va, te = split_by_dialog(rows, section["valid_fraction"], section["test_fraction"], section["seed"])
+    if not tr:
+        raise ValueError("no judged reply to train the critic on; see the judge summaries")
+    log.info("critic rows: %d train, %d valid, %d test (split by dialogue)", len(tr), len(va), len(te))
+    fp = fingerprint({"section": section, "model": model_name, "precision": train_cfg["precision"]},
+                     [sample, *(f for f in files.values() if f), *scores.values()])
+    critic, enc, result, acc = fit_critic(tr, va, model_name=model_name, metrics=metrics, section=section,
+                                          train_cfg=train_cfg, work_dir=work_dir, fp=fp)
+    table = []
+    evaluated = {"test": te, "valid": va}
+    for split, part in evaluated.items():
+        if not part:
+            continue
+        pred = predict(critic, enc, [(r["context"], r["reply"]) for r in part], device=acc.device)
+        targets = {"merged": np.stack([r["target"] for r in part])}
+        targets.update({name: np.stack([r["judges"][name] for r in part]) for name in judges})
+        for target_name, target in targets.items():
+            for m, v in head_metrics(pred, target, metrics).items():
+                table.append({"split": split, "head": m, "target": target_name, "n": v["n"],
+                              "r2": round(v["r2"], 4), "mae": round(v["mae"], 4), "spearman": round(v["spearman"], 4)})
+        # what a critic must beat: every reply scored with the training mean
+        mean = np.nanmean(np.stack([r["target"] for r in tr]), axis=0)
+        for m, v in head_metrics(np.tile(mean, (len(part), 1)), targets["merged"], metrics).items():
+            table.append({"split": split, "head": m, "target": "merged (train-mean baseline)", "n": v["n"],
+                          "r2": round(v["r2"], 4), "mae": round(v["mae"], 4), "spearman": v["spearman"]})
+    meta = {"metrics": metrics, "max_length": section["max_length"], "base_model": model_name, "scale": SCALE,
+            "judges": list(judges)}
+    save_critic(out_dir, critic, enc.tok, meta)
+    write_csv(table_out, table)
+    write_json(metrics_out, result.summary(train_rows=len(tr), valid_rows=len(va), test_rows=len(te)))

@@ -1,0 +1,56 @@
+"""What the judge, the LLM baselines and the critic see of a recommender turn: the dialogue history before
+it, the item ECR recommends there, and each system's reply; and the seeded sample of turns that is judged
+(the paper: 1,000 random test samples)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from ..constants import SEEKER
+from ..io import iter_jsonl
+
+ROLE_NAMES = {SEEKER: "User", "recommender": "Recommender"}
+
+
+def history_text(context: list[str], roles: list[str], max_history: int) -> str:
+    """The last ``max_history`` messages, one per line, as "User: ..." / "Recommender: ..."."""
+    lines = [f"{ROLE_NAMES.get(r, 'Recommender')}: {' '.join(t.split())}" for t, r in zip(context, roles)]
+    return "\n".join(lines[-max_history:]) if max_history > 0 else ""
+
+
+def read_generated(path) -> dict[tuple[str, int], dict]:
+    """A generator's response file (generate_responses) keyed by (dialog_id, turn)."""
+    return {(r["dialog_id"], int(r["turn"])): r for _, r in iter_jsonl(path, expected="a response object")}
+
+
+def build_sample(rec_table, generated: dict[str, str], *, n: int, seed: int, max_history: int) -> list[dict]:
+    """A seeded sample of ``n`` turns that every generator answered (all of them when fewer), in file order.
+
+    Each row: dialog_id, turn, history (text), item (entity id), item_name, u_r (the recommendation
+    response, i.e. the UniCRS system's reply) and the reference reply of the dataset."""
+    files = {kind: read_generated(path) for kind, path in generated.items()}
+    if not files:
+        raise ValueError("the judge sample needs at least one generator's responses (generation.kinds is empty)")
+    first = next(iter(files.values()))
+    keys = [k for k in first if all(k in f for f in files.values())]
+    rec = {(r["dialog_id"], int(r["turn"])): r for r in
+           pq.read_table(rec_table, columns=["dialog_id", "turn", "context", "context_roles"]).to_pylist()}
+    keys = [k for k in keys if k in rec and rec[k]["context"]]
+    if len(keys) > n:
+        keep = np.sort(np.random.default_rng(seed).choice(len(keys), size=n, replace=False))
+        keys = [keys[i] for i in keep]
+    rows = []
+    for key in keys:
+        g = first[key]
+        r = rec[key]
+        rows.append({"dialog_id": key[0], "turn": key[1],
+                     "history": history_text(r["context"], r["context_roles"], max_history),
+                     "item": int(g["item"]), "item_name": g["item_name"], "u_r": g["u_r"],
+                     "reference": g.get("reference", "")})
+    return rows
+
+
+def read_sample(path) -> list[dict]:
+    return [r for _, r in iter_jsonl(path, expected="a judge context object")]
+

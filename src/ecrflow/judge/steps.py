@@ -1,0 +1,93 @@
+"""The judge rules' steps (called by workflow/scripts): the judged sample, the LLM baselines' replies, one
+judge's scores, Table 2."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pyarrow as pa
+
+from ..io import write_csv, write_json, write_jsonl, write_parquet
+from .contexts import build_sample, read_generated, read_sample
+
+log = logging.getLogger(__name__)
+
+UNICRS = "unicrs"  # the recommendation response u_r alone
+
+
+def judge_sample(rec, generated: dict, *, out, n: int, seed: int, max_history: int) -> None:
+    rows = build_sample(rec, generated, n=n, seed=seed, max_history=max_history)
+    if not rows:
+        raise ValueError(f"no turn of {rec} has a context and a response from every generator")
+    write_jsonl(out, rows)
+    log.info("judge sample: %d contexts", len(rows))
+
+
+def llm_baseline(sample, *, out, summary_out, cache_dir, llm: dict, batch_size: int, max_tokens: int) -> None:
+    from ..llm import backend_from_config
+    from ..llm.cache import RequestCache, run_cached
+    from .baselines import baseline_requests, baseline_rows
+
+    contexts = read_sample(sample)
+    backend = backend_from_config(llm, batch_size)
+    with RequestCache(cache_dir) as cache:
+        answers = run_cached(backend, baseline_requests(contexts, max_tokens=max_tokens), cache, batch_size=batch_size)
+    rows, summary = baseline_rows(contexts, answers)
+    summary["llm"] = backend.model_id
+    if summary["request_errors"] == len(rows):
+        raise RuntimeError(f"every baseline request failed, e.g. {summary['errors'][:1]}")
+    write_jsonl(out, rows)
+    write_json(summary_out, summary)
+    log.info("baseline replies: %s", json.dumps({k: v for k, v in summary.items() if k != "errors"}))
+
+
+def system_replies(sample_rows: list[dict], files: dict[str, str]) -> dict[str, dict[tuple[str, int], str]]:
+    """Each judged system's reply per (dialog_id, turn): ``unicrs`` is u_r from the sample, the others come
+    from their response files (field ``response``)."""
+    out = {}
+    for system, path in files.items():
+        if system == UNICRS:
+            out[system] = {(r["dialog_id"], int(r["turn"])): r["u_r"] for r in sample_rows}
+        else:
+            out[system] = {k: r["response"] for k, r in read_generated(path).items()}
+    return out
+
+
+def judge_scores(sample, files: dict, *, scores_out, summary_out, cache_dir, name: str, llm: dict, options: dict) -> None:
+    """One judge's scores of every system on the sample (long Parquet rows) and its summary."""
+    from ..llm import backend_from_config
+    from ..llm.cache import RequestCache
+    from .scoring import Prompt, judge_contexts
+
+    contexts = read_sample(sample)
+    replies = system_replies(contexts, files)
+    prompt = Prompt.from_file(options["prompt_file"]) if options.get("prompt_file") else Prompt()
+    backend = backend_from_config(llm, options["batch_size"])
+    with RequestCache(cache_dir) as cache:
+        rows, summary = judge_contexts(contexts, replies, backend, cache, judge=name, seed=options["seed"],
+                                       max_attempts=options["max_attempts"], batch_size=options["batch_size"],
+                                       prompt=prompt, constrained=options["constrained"])
+    if not rows:
+        raise RuntimeError(f"judge {name}: no answer could be parsed ({json.dumps(summary)[:2000]})")
+    table = pa.Table.from_pylist(rows, schema=pa.schema([
+        ("dialog_id", pa.string()), ("turn", pa.int64()), ("system", pa.string()), ("metric", pa.string()),
+        ("score", pa.int64()), ("attempt", pa.int64()), ("pseudonym", pa.string())]))
+    write_parquet(scores_out, table)
+    write_json(summary_out, summary)
+    log.info("judge %s: %d of %d contexts scored; %d left unscored", name, summary["judged"], summary["contexts"],
+             len(summary["unscored_contexts"]))
+
+
+def read_scores(path) -> list[dict]:
+    import pyarrow.parquet as pq
+
+    return pq.read_table(path).to_pylist()
+
+
+def table2(scores: dict, *, out, paper_rows: dict, seed: int) -> None:
+    from .tables import PAPER_ROWS, table2_rows
+
+    judges = {name: read_scores(path) for name, path in scores.items()}
+    write_csv(out, table2_rows(judges, {**PAPER_ROWS, **paper_rows}, seed=seed))
+

@@ -1,0 +1,90 @@
+# Subjective evaluation (Table 2, paper Section 5.3): the judged sample of a split, the zero-shot LLM
+# baselines' replies, each judge's scores of every system (pseudonyms shuffled per context), Table 2.
+# Paths and input functions are in common.smk.
+
+
+rule judge_sample:
+    input:
+        rec=f"{PROCESSED}/{{split}}_rec.parquet",
+        generated=lambda wc: [f"{GEN}/{k}/{wc.split}_responses.jsonl" for k in config["generation"]["kinds"]],
+    output:
+        f"{JUDGE}/{{split}}_sample.jsonl",
+    wildcard_constraints:
+        split="valid|test",
+    params:
+        kinds=config["generation"]["kinds"],
+        n=lambda wc: config["judge"]["samples"][wc.split],
+        seed=config["judge"]["seed"],
+        max_history=config["judge"]["max_history"],
+    log:
+        f"{LOGS}/judge_sample/{{split}}.log",
+    resources:
+        **stage_resources("default"),
+    script:
+        "../scripts/judge_sample.py"
+
+
+rule llm_baseline:
+    input:
+        f"{JUDGE}/test_sample.jsonl",
+    output:
+        responses=f"{JUDGE}/baselines/{{baseline}}/test_responses.jsonl",
+        summary=f"{JUDGE}/baselines/{{baseline}}/test_summary.json",
+    wildcard_constraints:
+        baseline="|".join(BASELINE_SPECS) or "no-baseline",
+    params:
+        llm=lambda wc: BASELINE_SPECS[wc.baseline]["llm"],
+        batch_size=config["judge"]["batch_size"],
+        max_tokens=config["judge"]["baseline_max_tokens"],
+        cache_dir=lambda wc: f"{WORK}/llm_cache/baseline/{wc.baseline}",  # resumable answers; not an output
+    log:
+        f"{LOGS}/llm_baseline/{{baseline}}.log",
+    benchmark:
+        f"{BENCH}/llm_baseline/{{baseline}}.tsv"
+    threads: stage_threads("judge")
+    resources:
+        **stage_resources("judge"),
+    script:
+        "../scripts/llm_baseline.py"
+
+
+rule judge:
+    input:
+        sample=f"{JUDGE}/{{split}}_sample.jsonl",
+        replies=lambda wc: [f for f in judged_systems(wc.split).values() if f],
+    output:
+        scores=f"{JUDGE}/{{judge}}/{{split}}_scores.parquet",
+        summary=f"{JUDGE}/{{judge}}/{{split}}_summary.json",
+    wildcard_constraints:
+        judge="|".join(JUDGE_NAMES) or "no-judge",
+        split="valid|test",
+    params:
+        systems=lambda wc: [s for s, f in judged_systems(wc.split).items() if f],
+        options=lambda wc: judge_options(wc.judge),
+        cache_dir=lambda wc: f"{WORK}/llm_cache/judge/{wc.judge}",  # resumable answers; not an output
+    log:
+        f"{LOGS}/judge/{{judge}}_{{split}}.log",
+    benchmark:
+        f"{BENCH}/judge/{{judge}}_{{split}}.tsv"
+    threads: stage_threads("judge")
+    resources:
+        **stage_resources("judge"),
+    script:
+        "../scripts/judge.py"
+
+
+rule table2:
+    input:
+        expand(f"{JUDGE}/{{judge}}/test_scores.parquet", judge=JUDGE_NAMES),
+    output:
+        f"{TABLES}/table2.csv",
+    params:
+        judges=JUDGE_NAMES,
+        paper_rows={f"llm_{b}": s.get("paper_row") or "" for b, s in BASELINE_SPECS.items()},
+        seed=config["judge"]["seed"],
+    log:
+        f"{LOGS}/table2.log",
+    resources:
+        **stage_resources("default"),
+    script:
+        "../scripts/table2.py"

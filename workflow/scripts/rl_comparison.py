@@ -1,0 +1,7 @@
+from ecrflow.rl import rl_comparison
+from ecrflow.smk import run
+
+i, o, p = snakemake.input, snakemake.output, snakemake.params
+run(snakemake, rl_comparison, sample=i.sample, supervised=i.supervised, rl=i.rl, critic_dir=i.critic,
+    scores=dict(zip(p.judges, i.scores)), out=o[0], supervised_name=p.supervised_name, rl_name=p.rl_name,
+    reward_weights=dict(p.reward_weights), n_boot=p.n_boot, seed=p.seed)
