@@ -11,6 +11,9 @@ min_version("9.0")
 configfile: f"{workflow.basedir}/config/config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/emotion.smk"
@@ -20,6 +23,7 @@ include: "workflow/rules/recommend.smk"
 include: "workflow/rules/generate.smk"
 include: "workflow/rules/judge.smk"
 include: "workflow/rules/critic.smk"
+include: "workflow/rules/report.smk"
 
 
 if RL_KIND:

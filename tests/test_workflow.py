@@ -221,11 +221,13 @@ ECR_BRANCH = {"pretrain": 1, "recommend_train": 4, "recommend_predict": 4, "rec_
 # Everything downstream of the generators' responses: the judged samples, the baseline, the judges on both
 # splits, the critic (valid scores), RL (critic), the RL responses and the tables.
 JUDGE_ALL = {"judge_sample": 2, "llm_baseline": 1, "judge": 4, "critic": 1, "rl_train": 1, "rl_generate": 1,
-             "rl_comparison": 1, "table2": 1}
+             "rl_comparison": 1, "table2": 1, "training_curve": 2}
+# training_curve: one figure per retrained stage (the counts below are totals for each case).
 # The generator reads the ECR variant's predictions (responses only) and the training u_r (templates: retrain).
 GEN_INFER = {"generate_responses": 4, "generation_objective": 1, **JUDGE_ALL}
 # A new RL policy: its test responses are judged again with the other systems' (one prompt per context).
-RL_ON = {"rl_train": 1, "rl_generate": 1, "judge": 2, "table2": 1, "rl_comparison": 1, "all": 1}
+RL_ON = {"rl_train": 1, "rl_generate": 1, "judge": 2, "table2": 1, "rl_comparison": 1, "training_curve": 1,
+         "all": 1}
 GEN_TRAIN = {"first_sentence_templates": 1, "generator_train_dialogpt": 1, "generator_train_llama": 1, **GEN_INFER}
 REVIEWS = {"review_knowledge": 1, "filter_reviews": 2}
 
@@ -233,52 +235,56 @@ REVIEWS = {"review_knowledge": 1, "filter_reviews": 2}
 @pytest.mark.parametrize("change, expected", [
     # Only the ECR stage-1 variant uses co-occurrence; the UniCRS branch and the conversation module stay.
     ({"cooccurrence": {"top_n_labels": 2}},
-     {"cooccurrence": 1, "baselines": 1, **ECR_BRANCH, **GEN_INFER, "all": 1}),
-    ({"cooccurrence": {"leave_dialog_out": True}}, {**ECR_BRANCH, **GEN_INFER, "all": 1}),
-    ({"kg": {"reverse": "separate"}}, {"kg_tensors": 1, "dataset_stats": 1, **TRAIN_ALL, **GEN_TRAIN, "all": 1}),
+     {"cooccurrence": 1, "baselines": 1, **ECR_BRANCH, **GEN_INFER, "training_curve": 7, "all": 1}),
+    ({"cooccurrence": {"leave_dialog_out": True}}, {**ECR_BRANCH, **GEN_INFER, "training_curve": 7, "all": 1}),
+    ({"kg": {"reverse": "separate"}},
+     {"kg_tensors": 1, "dataset_stats": 1, **TRAIN_ALL, **GEN_TRAIN, "training_curve": 12, "all": 1}),
     ({"emotion": {"threshold": 0.2}},
      {"process_split": 3, "items": 1, "cooccurrence": 1, "baselines": 1, "dataset_stats": 1, "toy_models": 1,
-      "toy_llama": 1, **TRAIN_ALL, **REVIEWS, **GEN_TRAIN, "all": 1}),
+      "toy_llama": 1, **TRAIN_ALL, **REVIEWS, **GEN_TRAIN, "training_curve": 12, "all": 1}),
     ({"toy": {"seed": 8}},
      {"toy_data": 1, "validate_input": 1, "process_split": 3, "kg_tensors": 1, "items": 1, "cooccurrence": 1,
       "baselines": 1, "dataset_stats": 1, "toy_models": 1, "toy_llama": 1, **TRAIN_ALL, **REVIEWS, **GEN_TRAIN,
-      "all": 1}),
+      "training_curve": 12, "all": 1}),
     # Evaluation settings recompute tables, inference settings predictions: nothing is retrained.
     ({"evaluation": {"auc_batch_size": 16}}, {"rec_table": 2, "all": 1}),
     ({"recommend": {"top_k": 20}}, {"recommend_predict": 5, "rec_table": 2, **GEN_INFER, "all": 1}),
-    ({"conversation": {"max_gen_len": 10}}, {"conversation_generate": 1, **GEN_TRAIN, "all": 1}),
+    ({"conversation": {"max_gen_len": 10}},
+     {"conversation_generate": 1, **GEN_TRAIN, "training_curve": 4, "all": 1}),
     ({"train": {"checkpoint_every": 3}}, {}),
     # The emotion rules are not in a DAG that reads the release's labels.
     ({"classifier": {"lr": 0.01}, "emotion_labels": {"utterances": 50}}, {}),
     ({"recommend": {"lr": 0.001}},
-     {"recommend_train": 5, "recommend_predict": 5, "rec_table": 2, **GEN_INFER, "all": 1}),
+     {"recommend_train": 5, "recommend_predict": 5, "rec_table": 2, **GEN_INFER, "training_curve": 7, "all": 1}),
     # u_r in the prompt: stage 2 now reads the conversation module's responses (already built).
     ({"recommend": {"use_resp": True}},
-     {"recommend_train": 5, "recommend_predict": 5, "rec_table": 2, **GEN_INFER, "all": 1}),
+     {"recommend_train": 5, "recommend_predict": 5, "rec_table": 2, **GEN_INFER, "training_curve": 7, "all": 1}),
     ({"variants": {"recommend": {"ecr": {"pretrain": "ecr", "emotions": True, "global_entities": True,
                                          "weighted_loss": False}}}},
-     {"recommend_train": 1, "recommend_predict": 1, "rec_table": 2, **GEN_INFER, "all": 1}),
+     {"recommend_train": 1, "recommend_predict": 1, "rec_table": 2, **GEN_INFER, "training_curve": 3, "all": 1}),
     # The generator: each setting reruns only what it shapes.
     ({"generation": {"no_repeat_ngram_size": 2}}, {**GEN_INFER, "all": 1}),
     ({"generation": {"rec_variant": "unicrs"}}, {**GEN_INFER, "all": 1}),
     ({"generation": {"prompt_loss": True}},
-     {"generator_train_dialogpt": 1, "generator_train_llama": 1, **GEN_INFER, "all": 1}),
+     {"generator_train_dialogpt": 1, "generator_train_llama": 1, **GEN_INFER, "training_curve": 4, "all": 1}),
     ({"generator": {"llama": {"lr": 0.001}}},
-     {"generator_train_llama": 1, "generate_responses": 2, "generation_objective": 1, **JUDGE_ALL, "all": 1}),
+     {"generator_train_llama": 1, "generate_responses": 2, "generation_objective": 1, **JUDGE_ALL,
+      "training_curve": 3, "all": 1}),
     ({"generator": {"dialogpt": {"max_gen_len": 10}}},
      {"generate_responses": 2, "generation_objective": 1, **JUDGE_ALL, "all": 1}),
     ({"reviews": {"profiles": {"llama": {"min_votes": 3}}}},
      {"filter_reviews": 1, "generator_train_llama": 1, "generate_responses": 2, "generation_objective": 1,
-      **JUDGE_ALL, "all": 1}),
+      **JUDGE_ALL, "training_curve": 3, "all": 1}),
     ({"knowledge": {"min_movie_count": 1}},
-     {**REVIEWS, "generator_train_dialogpt": 1, "generator_train_llama": 1, **GEN_INFER, "all": 1}),
+     {**REVIEWS, "generator_train_dialogpt": 1, "generator_train_llama": 1, **GEN_INFER, "training_curve": 4,
+      "all": 1}),
     # Judge, critic, RL: each setting reruns what it shapes, nothing upstream.
-    ({"judge": {"max_attempts": 5}}, {**RL_ON, "judge": 4, "critic": 1}),
+    ({"judge": {"max_attempts": 5}}, {**RL_ON, "judge": 4, "critic": 1, "training_curve": 2}),
     ({"judge": {"samples": {"test": 16}}},
      {"judge_sample": 1, "llm_baseline": 1, "judge": 2, "table2": 1, "rl_comparison": 1, "all": 1}),
     ({"judge": {"baseline_max_tokens": 30}},
      {"llm_baseline": 1, "judge": 2, "table2": 1, "rl_comparison": 1, "all": 1}),
-    ({"critic": {"lr": 0.001}}, {"critic": 1, **RL_ON}),
+    ({"critic": {"lr": 0.001}}, {**RL_ON, "critic": 1, "training_curve": 2}),
     ({"rl": {"beta": 0.1}}, RL_ON),
     ({"rl": {"bootstrap": 100}}, {"rl_comparison": 1, "all": 1}),
 ])

@@ -19,7 +19,8 @@ import torch
 from torch import nn
 
 from .io import read_json, write_folder, write_json
-from .train import TrainConfig, Trainer, fingerprint, load_safetensors, make_accelerator, seed_everything
+from .train import (TrainConfig, Trainer, fingerprint, load_safetensors, make_accelerator, multi_process,
+                    seed_everything)
 
 log = logging.getLogger(__name__)
 
@@ -260,6 +261,7 @@ def reward_weights(weights: dict, metrics: list[str]) -> np.ndarray:
     return w / w.sum()
 
 
+@multi_process
 def train_critic(sample, files: dict, scores: dict, *, out_dir, metrics_out, table_out, work_dir, model_name: str,
                  section: dict, train_cfg: dict) -> None:
     """The critic rule: rows from the judged sample, split by dialogue, training, and ``critic.csv`` with each
@@ -280,6 +282,8 @@ def train_critic(sample, files: dict, scores: dict, *, out_dir, metrics_out, tab
                      [sample, *(f for f in files.values() if f), *scores.values()])
     critic, enc, result, acc = fit_critic(tr, va, model_name=model_name, metrics=metrics, section=section,
                                           train_cfg=train_cfg, work_dir=work_dir, fp=fp)
+    if not acc.is_main_process:
+        return  # one writer (a multi-GPU run starts this once per GPU)
     table = []
     evaluated = {"test": te, "valid": va}
     for split, part in evaluated.items():

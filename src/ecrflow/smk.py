@@ -4,13 +4,23 @@ that is loud (a traceback in the log and a non-zero exit), never a job that repo
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
 import sys
 from typing import Callable
 
 
+LAUNCHED = "ECRFLOW_LAUNCHED"  # set in the processes a multi-GPU launch starts: they run the step
+
+
 def run(snakemake, step: Callable[..., object], **kwargs) -> None:
+    gpus = int(getattr(getattr(snakemake, "resources", None), "gpu", 0) or 0)
+    if gpus > 1 and getattr(step, "multi_process", False) and not os.environ.get(LAUNCHED):
+        # A training step on several GPUs: this same script once per GPU (ecrflow.train.multi_process).
+        subprocess.run(launch_command(gpus, sys.argv[0]), check=True, env={**os.environ, LAUNCHED: "1"})
+        return
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
-    if getattr(snakemake, "log", None):
+    if getattr(snakemake, "log", None) and os.environ.get("RANK", "0") == "0":  # one writer of the rule's log
         handlers.append(logging.FileHandler(snakemake.log[0], mode="w"))
     logging.basicConfig(level=logging.INFO, handlers=handlers, force=True,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -23,6 +33,17 @@ def run(snakemake, step: Callable[..., object], **kwargs) -> None:
         log.exception("rule %s failed", snakemake.rule)
         raise
     log.info("rule %s done", snakemake.rule)
+
+
+def launch_command(processes: int, script: str) -> list[str]:
+    """``accelerate launch`` of ``script`` with one process per GPU on this node. ECRFLOW_LAUNCH_CPU=1 starts
+    the processes on CPU instead (torch.distributed.run; accelerate then trains with gloo), which is how the
+    multi-process path is tested on a machine without GPUs."""
+    if os.environ.get("ECRFLOW_LAUNCH_CPU") == "1":
+        return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(processes),
+                script]
+    return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
+            "--num_machines", "1", "--dynamo_backend", "no", script]
 
 
 def _limit_threads(threads) -> None:

@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT = "checkpoint"
 BEST = "best.safetensors"
+CURVE_POINTS = 200
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,9 @@ class TrainState:
     history: list[dict] = field(default_factory=list)
     loss_sum: float = 0.0  # training loss of the current epoch so far (kept across a resume)
     loss_batches: int = 0
+    curve: list = field(default_factory=list)  # [step, mean training loss since the previous point]
+    curve_sum: float = 0.0
+    curve_batches: int = 0
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__, indent=1)
@@ -85,9 +89,18 @@ class FitResult:
     def summary(self, **extra) -> dict:
         """The training history as a rule's metrics JSON: best epoch and metric, per-epoch records."""
         st = self.state
-        return {"best_epoch": st.best_epoch, "best_metric": st.best, "epochs": st.history,
+        return {"best_epoch": st.best_epoch, "best_metric": st.best, "epochs": st.history, "curve": st.curve,
                 "optimizer_steps": st.step, "resumed_from_step": self.resumed_from,
                 "seconds": round(self.seconds, 1), **extra}
+
+
+def multi_process(step):
+    """Marks a rule step that is correct as one of several accelerate processes (the shared Trainer splits
+    each micro-batch over them; only the main process writes outputs): a rule that asks for more than one
+    GPU runs it once per GPU (ecrflow.smk.run). The effective batch size (batch_size x grad_accum) and the
+    warmup, in optimiser steps, stay the configured ones whatever the GPU count."""
+    step.multi_process = True
+    return step
 
 
 def seed_everything(seed: int) -> None:
@@ -109,9 +122,13 @@ def mixed_precision(precision: str) -> str:
 
 
 def make_accelerator(precision: str):
-    from accelerate import Accelerator
+    from accelerate import Accelerator, DistributedDataParallelKwargs
 
-    return Accelerator(mixed_precision=mixed_precision(precision), cpu=not torch.cuda.is_available())
+    # Several processes wrap the model in DDP, which fails on trainable parameters a step does not use (a
+    # variant without emotions, the critic's unused pooler): let it look for them.
+    ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
+    return Accelerator(mixed_precision=mixed_precision(precision), cpu=not torch.cuda.is_available(),
+                       kwargs_handlers=[ddp])
 
 
 def param_groups(module: nn.Module, weight_decay: float) -> list[dict]:
@@ -237,6 +254,7 @@ class Trainer:
         total = cfg.epochs * updates_per_epoch
         optimizer = torch.optim.AdamW(param_groups(self.trainable, cfg.weight_decay), lr=cfg.lr)
         scheduler = get_linear_schedule_with_warmup(optimizer, min(cfg.warmup_steps, total), total)
+        curve_every = max(1, total // CURVE_POINTS)  # the loss curve of the report: at most ~CURVE_POINTS points
         self.scheduler = scheduler  # exposed for inspection (the learning rate of the current step)
         state = self._load_checkpoint(optimizer, scheduler)
         resumed_from = state.step if state else None
@@ -269,6 +287,8 @@ class Trainer:
                     acc.backward(loss / group_size)
                 state.loss_sum += loss.item()
                 state.loss_batches += 1
+                state.curve_sum += loss.item()
+                state.curve_batches += 1
                 state.batch = i + 1
                 if is_update:
                     if cfg.max_grad_norm:
@@ -277,6 +297,9 @@ class Trainer:
                     scheduler.step()
                     optimizer.zero_grad(set_to_none=True)
                     state.step += 1
+                    if state.step % curve_every == 0 or state.step == total:
+                        state.curve.append([state.step, state.curve_sum / max(state.curve_batches, 1)])
+                        state.curve_sum, state.curve_batches = 0.0, 0
                     bar.update(1)
                     bar.set_postfix(epoch=epoch, loss=f"{state.loss_sum / state.loss_batches:.4f}")
                     if cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0 and state.batch < n_batches:

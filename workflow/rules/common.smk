@@ -53,6 +53,8 @@ def stage_resources(stage):
     res = {"mem_mb": r["mem_mb"], "runtime": r["runtime"], "cpus_per_task": r["cpus"]}
     if r["gpus"] > 0:
         res["gpu"] = r["gpus"]
+        if r.get("gpu_model"):
+            res["gpu_model"] = r["gpu_model"]
         res["slurm_partition"] = config["cluster"]["gpu_partition"]
     elif config["cluster"]["cpu_partition"]:
         res["slurm_partition"] = config["cluster"]["cpu_partition"]
@@ -123,7 +125,7 @@ def all_targets():
     """Everything the default target builds: the tables of every stage wired in so far."""
     return [f"{TABLES}/dataset_stats.csv", f"{TABLES}/baselines.csv", f"{TABLES}/table1.csv",
             f"{TABLES}/table3.csv", "results/conversation/test_responses.parquet", *generation_targets(),
-            *judge_targets()]
+            *judge_targets(), *[f"{REPORT}/curves/{name}.png" for name in curve_sources()]]
 
 
 # -- the generator (generate.smk) ----------------------------------------------------------------------------
@@ -233,3 +235,27 @@ def critic_base_files():
     if config["toy"]["enabled"] or Path(name).is_dir():
         return [f"{name}/config.json"]
     return []
+
+
+# -- the report (report.smk) --------------------------------------------------------------------------------------
+
+REPORT = "results/report"
+
+
+def curve_sources():
+    """Training-curve name -> the metrics file it is drawn from, for every trained stage of this DAG."""
+    out = {f"pretrain_{v}": f"{PRE}/{v}/metrics.json" for v in config["variants"]["pretrain"]}
+    out["conversation"] = f"{CONV}/metrics.json"
+    out.update({f"recommend_{v}": f"{REC}/{v}/train_metrics.json" for v in config["variants"]["recommend"]})
+    if LABELLED:
+        out["emotion_classifier"] = f"{EMO}/classifier_metrics.json"
+    if generation_targets():
+        out.update({f"generator_{k}": f"{GENERATOR}/{k}/metrics.json" for k in config["generation"]["kinds"]})
+    if judge_targets():
+        out["critic"] = f"{CRITIC}/metrics.json"
+        if RL_KIND:
+            out[f"rl_{RL_KIND}"] = f"{RL}/{RL_KIND}/train_log.jsonl"
+    return out
+
+
+CURVES = curve_sources()

@@ -11,7 +11,7 @@ rule critic:
     output:
         model=directory(f"{CRITIC}/model"),
         metrics=f"{CRITIC}/metrics.json",
-        table=f"{TABLES}/critic.csv",
+        table=report(f"{TABLES}/critic.csv", caption="../report/tables.rst", category="Tables"),
     params:
         systems=[s for s, f in judged_systems("valid").items() if f],
         judges=JUDGE_NAMES,

@@ -140,7 +140,7 @@ rule generation_objective:
     input:
         expand(f"{GEN}/{{kind}}/test_responses.jsonl", kind=config["generation"]["kinds"]),
     output:
-        f"{TABLES}/generation_objective.csv",
+        report(f"{TABLES}/generation_objective.csv", caption="../report/tables.rst", category="Tables"),
     params:
         kinds=config["generation"]["kinds"],
     log:

@@ -77,7 +77,7 @@ rule table2:
     input:
         expand(f"{JUDGE}/{{judge}}/test_scores.parquet", judge=JUDGE_NAMES),
     output:
-        f"{TABLES}/table2.csv",
+        report(f"{TABLES}/table2.csv", caption="../report/tables.rst", category="Tables"),
     params:
         judges=JUDGE_NAMES,
         paper_rows={f"llm_{b}": s.get("paper_row") or "" for b, s in BASELINE_SPECS.items()},

@@ -169,7 +169,7 @@ rule rec_table:
         predictions=lambda wc: [f"{REC}/{v}/test_predictions.parquet" for v in config["tables"][wc.table]],
         fingerprint=[f"{PROCESSED}/test_rec.parquet", f"{PROCESSED}/train_rec.parquet", f"{KG}/kg.safetensors"],
     output:
-        table=f"{TABLES}/{{table}}.csv",
+        table=report(f"{TABLES}/{{table}}.csv", caption="../report/tables.rst", category="Tables"),
         provenance=f"{TABLES}/{{table}}.provenance.json",
     wildcard_constraints:
         table="table1|table3",

@@ -62,7 +62,7 @@ rule rl_comparison:
         critic=f"{CRITIC}/model",
         scores=expand(f"{JUDGE}/{{judge}}/test_scores.parquet", judge=JUDGE_NAMES),
     output:
-        f"{TABLES}/rl_comparison.csv",
+        report(f"{TABLES}/rl_comparison.csv", caption="../report/tables.rst", category="Tables"),
     params:
         judges=JUDGE_NAMES,
         supervised_name=f"ecr_{RL_KIND}",

@@ -8,7 +8,7 @@ rule dataset_stats:
         kg_meta=f"{KG}/kg_meta.json",
         items_table=f"{DATA}/items.parquet",
     output:
-        f"{TABLES}/dataset_stats.csv",
+        report(f"{TABLES}/dataset_stats.csv", caption="../report/tables.rst", category="Tables"),
     log:
         f"{LOGS}/dataset_stats.log",
     resources:
@@ -25,7 +25,7 @@ rule baselines:
         matrix=f"{KG}/cooccurrence.npz",
         contributions=f"{KG}/cooccurrence_dialogs.parquet",
     output:
-        f"{TABLES}/baselines.csv",
+        report(f"{TABLES}/baselines.csv", caption="../report/tables.rst", category="Tables"),
     params:
         ks=config["evaluation"]["ks"],
     log:

@@ -18,7 +18,7 @@ from torch import nn
 
 from ..constants import EMOTIONS
 from ..io import iter_jsonl, read_json, write_folder, write_json, write_jsonl
-from ..train import TrainConfig, Trainer, fingerprint, make_accelerator, seed_everything
+from ..train import TrainConfig, Trainer, fingerprint, make_accelerator, multi_process, seed_everything
 from .annotate import clean_text
 
 log = logging.getLogger(__name__)
@@ -116,6 +116,7 @@ def split_annotations(rows: list[dict], valid_fraction: float, seed: int) -> tup
     return [r for r in rows if r["dialog_id"] not in valid_ids], [r for r in rows if r["dialog_id"] in valid_ids]
 
 
+@multi_process
 def train_classifier(annotations, *, out_dir, metrics_out, work_dir, model_name: str, section: dict,
                      train_cfg: dict) -> None:
     rows = [r for _, r in iter_jsonl(annotations, expected="an annotation object")]

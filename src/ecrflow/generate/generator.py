@@ -22,7 +22,8 @@ import torch
 from torch import nn
 
 from ..io import read_json, write_folder, write_json, write_jsonl
-from ..train import TrainConfig, Trainer, fingerprint, make_accelerator, mixed_precision, seed_everything
+from ..train import (TrainConfig, Trainer, fingerprint, make_accelerator, mixed_precision, multi_process,
+                     seed_everything)
 from .examples import KnowledgeOptions, MovieNames, inference_example, training_example
 from .prompts import prompt_lines, render
 
@@ -157,6 +158,7 @@ def review_examples(path, tok, names: MovieNames, templates: list[str], spec: Ge
 
 # -- training ---------------------------------------------------------------------------------------------------
 
+@multi_process
 def train_generator(train, valid, items, entity2id, templates, *, out_dir, metrics_out, work_dir, spec: GeneratorSpec,
                     section: dict, gen: dict, train_cfg: dict) -> None:
     acc = make_accelerator(train_cfg["precision"])

@@ -19,7 +19,7 @@ from ..evaluate import gold_ranks, recommendation_metrics
 from ..io import atomic_path, read_json, write_json, write_parquet
 from ..kg import load_kg_tensors
 from ..models.lm import FrozenModels, greedy_generate, load_frozen
-from ..train import TrainConfig, Trainer, fingerprint, load_safetensors
+from ..train import TrainConfig, Trainer, fingerprint, load_safetensors, multi_process
 from .data import (FEEDBACK_CODE, Collator, Sample, TextSide, conversation_samples, pretrain_samples,
                    rec_samples)
 from .model import PromptedModel, build_prompt_encoder
@@ -158,6 +158,7 @@ def _write_model(path, state: dict, cfg, extra: dict) -> None:
 
 # -- stage 1 ----------------------------------------------------------------------------------------------------
 
+@multi_process
 def pretrain(train, valid, kg_tensors, matrix=None, contributions=None, *, model_out, metrics_out, work_dir, models: dict,
              section: dict, train_cfg: dict, flags: dict, leave_dialog_out: bool) -> None:
     from ..train import make_accelerator
@@ -182,6 +183,7 @@ def pretrain(train, valid, kg_tensors, matrix=None, contributions=None, *, model
 
 # -- conversation module ----------------------------------------------------------------------------------------
 
+@multi_process
 def conversation_train(train, valid, kg_tensors, init, *, model_out, metrics_out, work_dir, models: dict,
                        section: dict, train_cfg: dict) -> None:
     from ..train import make_accelerator
@@ -269,6 +271,7 @@ def _rec_inputs(setup, section, flags, table_path, responses_path):
                        responses=responses)
 
 
+@multi_process
 def recommend_train(train, valid, kg_tensors, item_ids, matrix=None, contributions=None, init=None, *, train_responses=None,
                     valid_responses=None, model_out, metrics_out, work_dir, models: dict, section: dict,
                     train_cfg: dict, flags: dict, leave_dialog_out: bool) -> None:
