@@ -9,8 +9,8 @@ For every training stage it builds the stage's model at the configured architect
 few optimiser steps at the configured micro-batch and sequence lengths on this machine (CPU, or the GPU when
 there is one), and projects the rule's wall time from the number of micro-batches the run will take
 (sample counts from the built data when it is there, else ReDial's). Each stage runs in its own process so
-that its peak memory is its own. A 7B model is timed on two of its layers and scaled by its depth (its
-weights are counted, not allocated). Batches are timed at the configured maximum lengths (real batches are
+that its peak memory is its own. A 7B model is timed on two of its layers and one sequence and scaled by its
+depth and the batch (its other weights are counted, not allocated). Batches are timed at the configured maximum lengths (real batches are
 often shorter) and evaluation and generation are not included, so read the projection as an order of
 magnitude: a rule flagged here will not fit; exit code 1 when any is flagged.
 """
@@ -192,16 +192,17 @@ def causal_finetune(config: dict, stage: str, steps: int) -> dict:
         model = attach_lora(model, sec["lora"])
     b = sec["batch_size"]
     length = sec["context_max_length"] + sec["resp_max_length"]
-    ids = torch.randint(3, cfg.vocab_size - 1, (b, length), device=dev)
+    timed_b = 1 if proxy else b  # a proxy is timed on one sequence and scaled by the batch (compute-bound)
+    ids = torch.randint(3, cfg.vocab_size - 1, (timed_b, length), device=dev)
     step = _adamw_step(model, model.parameters(), lambda: model(input_ids=ids, labels=ids).loss)
     sec_per_step = _timed_steps(step, steps)
-    scale = total_layers / PROXY_LAYERS if proxy else 1.0
+    scale = total_layers / PROXY_LAYERS * b / timed_b if proxy else 1.0
     built_params = sum(p.numel() for p in model.parameters())
     return {"micro_batch": b, "length": length, "seconds_per_micro_batch": sec_per_step * scale,
             # the layers not built, as fp32 weights (bf16 on a GPU halves it); their activations are not counted
             "extra_mb": (n_params - built_params) * 4 / 2**20 if proxy else 0.0,
-            "note": f"timed on {PROXY_LAYERS} of {total_layers} layers, scaled; memory adds the other layers' "
-                    f"weights" if proxy else ""}
+            "note": f"timed on {PROXY_LAYERS} of {total_layers} layers and 1 of {b} sequences, scaled; memory: "
+                    f"+ the other layers' weights" if proxy else ""}
 
 
 def encoder_finetune(config: dict, stage: str, steps: int) -> dict:
