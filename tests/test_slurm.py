@@ -19,7 +19,8 @@ from conftest import REPO, snakemake
 pytestmark = pytest.mark.slow
 TOY = str(REPO / "config" / "toy.yaml")
 CLUSTER = REPO / "cluster" / "local_slurm.sh"
-GPU_RULES = {"pretrain", "conversation_train", "conversation_generate", "recommend_train", "recommend_predict"}
+# The GPU stages of the Table 1 branch (without u_r in the prompt, it needs no conversation module).
+GPU_RULES = {"pretrain", "recommend_train", "recommend_predict"}
 # The profile users run, plus what a cluster without accounting (slurmdbd) needs, and quick polling.
 SLURM = ["--profile", str(REPO / "profiles" / "slurm"), "--slurm-status-command", "squeue",
          "--slurm-init-seconds-before-status-checks", "2", "--seconds-between-status-checks", "3"]
