@@ -4,8 +4,9 @@ per-judge R^2), rows and targets built per judge, heads that learn distinct targ
 import numpy as np
 import pytest
 
-from ecrflow.critic import (critic_rows, fit_critic, head_metrics, load_critic, predict, r2_score, reward_weights,
-                            save_critic, split_by_dialog, spearman)
+from ecrflow.critic import (CriticSettings, critic_rows, fit_critic, head_metrics, load_critic, predict, r2_score,
+                            reward_weights, save_critic, split_by_dialog, spearman)
+from ecrflow.train import TrainSettings
 
 METRICS = ["emo_int", "emo_pers", "log_pers", "info", "life"]
 
@@ -106,11 +107,11 @@ def test_critic_heads_learn_distinct_targets(tmp_path):
     texts = [r["context"] + " " + r["reply"] for r in train]
     build_toy_models(texts, tmp_path / "lm", tmp_path / "enc", vocab_size=300, hidden=32, n_layer=1, n_head=2,
                      lm_steps=1, seed=0)
-    section = {"epochs": 25, "batch_size": 32, "grad_accum": 1, "eval_batch_size": 128, "lr": 3e-3,
-               "warmup_steps": 10, "max_length": 48, "dropout": 0.0, "seed": 0}
-    critic, enc, result, _ = fit_critic(train, valid, model_name=str(tmp_path / "enc"), metrics=METRICS,
-                                        section=section, train_cfg={"precision": "fp32", "checkpoint_every": 0},
-                                        work_dir=tmp_path / "work", fp="x")
+    section = CriticSettings(epochs=25, batch_size=32, grad_accum=1, eval_batch_size=128, lr=3e-3, warmup_steps=10,
+                             max_length=48, dropout=0.0, seed=0, valid_fraction=0.1, test_fraction=0.1)
+    critic, enc, result = fit_critic(train, valid, model_name=str(tmp_path / "enc"), metrics=METRICS, section=section,
+                                     train_cfg=TrainSettings(precision="fp32", checkpoint_every=0),
+                                     work_dir=tmp_path / "work", fp="x")
     pred = predict(critic, enc, [(r["context"], r["reply"]) for r in test])
     m = head_metrics(pred, np.stack([r["target"] for r in test]), METRICS)
     assert all(m[k]["r2"] > 0.8 for k in METRICS), m

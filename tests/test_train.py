@@ -79,3 +79,34 @@ def test_two_processes_with_gloo_train_the_same_model(tmp_path):
     assert b["processes"] == 2 and a["processes"] == 1
     assert a["steps"] == b["steps"]
     assert torch.allclose(torch.tensor(a["weight"]), torch.tensor(b["weight"]), atol=1e-4)
+
+
+def test_run_stage_writes_with_the_best_state_then_removes_the_work_dir(tmp_path):
+    """The runner: validation before training, the best epoch's state in the model when the outputs are
+    written, the work directory gone afterwards; mean_loss weights each batch."""
+    from ecrflow.train import Stage, batches, mean_loss, run_stage, validation
+
+    seen = {}
+
+    def build(acc):
+        model = train_demo.Regression()
+        valid = train_demo.data(16)
+
+        def measure(va):
+            return {"loss": mean_loss(model, batches(va, train_demo.collate, 4, acc.device), task="rec",
+                                      accelerator=acc, weight=lambda b: len(b["y"]))}
+
+        def write(result):
+            seen["weight"] = model.inner.weight.detach().clone()
+            seen["work_dir_exists"] = (tmp_path / "work").exists()
+
+        return Stage(model, model, train_demo.data(), train_demo.collate, write,
+                     evaluate=validation(valid, measure, empty={"loss": None}), validate_before=True)
+
+    cfg = TrainConfig(epochs=3, batch_size=8, grad_accum=1, lr=0.05, warmup_steps=1, seed=3, precision="fp32")
+    stage, result = run_stage(build, task="rec", cfg=cfg, work_dir=tmp_path / "work", fingerprint="fp", seed=3)
+    assert seen["work_dir_exists"] and not (tmp_path / "work").exists()
+    assert torch.equal(seen["weight"], result.best_state["inner.weight"])
+    assert result.before["loss"] > result.state.best
+    losses = [e["valid"]["loss"] for e in result.state.history]
+    assert result.state.best == min(losses) and result.state.best_epoch == losses.index(min(losses))

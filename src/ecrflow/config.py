@@ -102,3 +102,25 @@ def config_hash(config: dict) -> str:
     """A short stable hash of a config (or a section of it), for provenance files."""
     blob = json.dumps(config, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def section(cls, values, name: str = ""):
+    """A config section (a dict, after schema validation) as the typed dataclass ``cls`` that a stage's code
+    takes. Keys the dataclass does not declare are ignored only when they are listed in ``cls.IGNORED``
+    (a section may carry settings that another rule reads); any other unknown key, and a missing field
+    without a default, raise :class:`ConfigError` naming ``name``: code and schema must agree."""
+    import dataclasses
+
+    if isinstance(values, cls):
+        return values
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    ignored = set(getattr(cls, "IGNORED", ()))
+    unknown = sorted(set(values) - set(fields) - ignored)
+    if unknown:
+        raise ConfigError(f"config section {name or cls.__name__}: {cls.__name__} has no field(s) "
+                          f"{', '.join(unknown)}")
+    missing = [n for n, f in fields.items() if n not in values and f.default is dataclasses.MISSING
+               and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise ConfigError(f"config section {name or cls.__name__}: missing {', '.join(missing)}")
+    return cls(**{k: v for k, v in values.items() if k in fields})

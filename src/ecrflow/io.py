@@ -123,3 +123,11 @@ def sha256_file(path, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def data_fingerprint(paths) -> str:
+    """One short hash over the content hashes of the given files (with their names), for provenance."""
+    h = hashlib.sha256()
+    for p in paths:
+        h.update(f"{Path(p).name}:{sha256_file(p)}\n".encode())
+    return h.hexdigest()[:16]

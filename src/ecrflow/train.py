@@ -10,6 +10,10 @@ failed job; the checkpoint must survive the kill). Each checkpoint records a fin
 parameters and inputs; a checkpoint with another fingerprint is discarded, never resumed. The rule's outputs
 are written only after the loop has finished.
 
+Every training rule goes through :func:`run_stage`: the trainer builds its model, data, validation (see
+:func:`validation`, :func:`mean_loss`) and output writer into a :class:`Stage`; the runner does the rest
+(accelerator, seed, loop, best state, one writer, work-directory cleanup).
+
 Multi-process runs (``accelerate launch --num_processes N``) keep the effective batch: each process takes
 ``batch_size / N`` samples per micro-batch, so ``batch_size x grad_accum`` samples make one optimiser step
 and warmup counts the same steps whatever N is.
@@ -25,17 +29,41 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
-import numpy as np
-import torch
-from torch import nn
+if TYPE_CHECKING:  # torch is imported where it is used: the rule steps import this module for multi_process
+    import torch
+    from torch import nn
+
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT = "checkpoint"
 BEST = "best.safetensors"
 CURVE_POINTS = 200
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """``config["train"]``: shared by every training stage."""
+
+    precision: str = "auto"  # auto (bf16 on a GPU that supports it) | bf16 | fp32
+    checkpoint_every: int = 0  # optimiser steps between checkpoints (0: at epoch ends only)
+
+
+@dataclass(frozen=True, kw_only=True)
+class StageSettings:
+    """The keys of a training stage's config section that the loop reads; each stage's section dataclass
+    extends it with its own."""
+
+    epochs: int
+    batch_size: int  # samples per micro-batch over all processes
+    grad_accum: int
+    eval_batch_size: int
+    lr: float
+    warmup_steps: int
+    seed: int
+    select_metric: str = "loss"  # validation metric for the best model: "loss" is minimised, others maximised
 
 
 @dataclass(frozen=True)
@@ -53,11 +81,11 @@ class TrainConfig:
     max_grad_norm: float | None = None
 
     @classmethod
-    def from_config(cls, section: dict, train: dict) -> "TrainConfig":
-        return cls(epochs=section["epochs"], batch_size=section["batch_size"], grad_accum=section["grad_accum"],
-                   lr=section["lr"], warmup_steps=section["warmup_steps"], seed=section["seed"],
-                   precision=train["precision"], checkpoint_every=train["checkpoint_every"],
-                   select_metric=section["select_metric"])
+    def from_config(cls, section: StageSettings, train: TrainSettings) -> "TrainConfig":
+        return cls(epochs=section.epochs, batch_size=section.batch_size, grad_accum=section.grad_accum,
+                   lr=section.lr, warmup_steps=section.warmup_steps, seed=section.seed,
+                   precision=train.precision, checkpoint_every=train.checkpoint_every,
+                   select_metric=section.select_metric)
 
 
 @dataclass
@@ -85,6 +113,7 @@ class FitResult:
     state: TrainState
     resumed_from: int | None
     seconds: float
+    before: dict | None = None  # validation of the untrained model, where the stage asks for it (run_stage)
 
     def summary(self, **extra) -> dict:
         """The training history as a rule's metrics JSON: best epoch and metric, per-epoch records."""
@@ -104,6 +133,7 @@ def multi_process(step):
 
 
 def seed_everything(seed: int) -> None:
+    import torch
     from accelerate.utils import set_seed
 
     set_seed(seed)
@@ -112,6 +142,8 @@ def seed_everything(seed: int) -> None:
 
 
 def mixed_precision(precision: str) -> str:
+    import torch
+
     if precision == "fp32":
         return "no"
     if precision == "bf16":
@@ -122,6 +154,7 @@ def mixed_precision(precision: str) -> str:
 
 
 def make_accelerator(precision: str):
+    import torch
     from accelerate import Accelerator, DistributedDataParallelKwargs
 
     # Several processes wrap the model in DDP, which fails on trainable parameters a step does not use (a
@@ -201,6 +234,8 @@ class Trainer:
         return self.work_dir / CHECKPOINT
 
     def _load_checkpoint(self, optimizer, scheduler) -> TrainState | None:
+        import torch
+
         d = self._ckpt()
         state_file = d / "trainer_state.json"
         if not state_file.exists():
@@ -215,6 +250,8 @@ class Trainer:
         return state
 
     def _save_checkpoint(self, state: TrainState, optimizer, scheduler) -> None:
+        import torch
+
         acc = self.accelerator
         acc.wait_for_everyone()
         if acc.is_main_process:
@@ -238,6 +275,8 @@ class Trainer:
     # -- loop ---------------------------------------------------------------------------------------------
     def fit(self, train_data: list, collate: Callable, evaluate: Callable[[], dict] | None = None,
             on_step: Callable[[TrainState], None] | None = None) -> FitResult:
+        import numpy as np
+        import torch
         from torch.utils.data import DataLoader, Subset
         from tqdm.auto import tqdm
         from transformers import get_linear_schedule_with_warmup
@@ -333,8 +372,25 @@ class Trainer:
 
     def cleanup(self) -> None:
         """Remove the work directory once the rule's outputs are written."""
-        if self.accelerator.is_main_process and self.work_dir.exists():
-            shutil.rmtree(self.work_dir)
+        if self.accelerator.is_main_process:
+            remove_work_dir(self.work_dir)
+
+
+def claim_work_dir(work_dir, fingerprint: str) -> Path:
+    """The work directory of a trainer that keeps its own checkpoints (TRL's GRPO): emptied first when it
+    holds another run's (other parameters or inputs: never resumed), then marked with this run's."""
+    work = Path(work_dir)
+    mark = work / "fingerprint"
+    if mark.exists() and mark.read_text() != fingerprint:
+        shutil.rmtree(work)
+    work.mkdir(parents=True, exist_ok=True)
+    mark.write_text(fingerprint)
+    return work
+
+
+def remove_work_dir(work_dir) -> None:
+    """Checkpoints are no outputs: gone once the outputs are written, so that a rerun starts afresh."""
+    shutil.rmtree(work_dir, ignore_errors=True)
 
 
 def fingerprint(params: dict, inputs: list) -> str:
@@ -347,3 +403,88 @@ def fingerprint(params: dict, inputs: list) -> str:
         items.append([str(p), st.st_size, st.st_mtime_ns])
     blob = json.dumps({"params": params, "inputs": items}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+# -- one training stage ---------------------------------------------------------------------------------------
+
+@dataclass
+class Stage:
+    """What a trainer hands :func:`run_stage`: the model, its data and validation, and how to write the
+    rule's outputs from the fit."""
+
+    model: nn.Module  # model(batch, task) -> {"loss": ...}
+    trainable: nn.Module  # the part that is optimised, checkpointed and loaded with the best state
+    train_data: list
+    collate: Callable
+    write: Callable[[FitResult], None]  # the rule's outputs; called on the main process only
+    evaluate: Callable[[], dict] | None = None  # per-epoch validation (see validation); None: last epoch is best
+    params_only: bool = False  # see Trainer
+    validate_before: bool = False  # also validate the untrained model: FitResult.before
+
+
+def run_stage(build: Callable[..., Stage], *, task: str, cfg: TrainConfig, work_dir, fingerprint: str,
+              seed: int | None = None) -> tuple[Stage, FitResult]:
+    """One training stage: the accelerator, the seed (``seed``; None where ``build`` seeds itself, right
+    before the model's initialisation), ``build(accelerator)``, the shared loop with checkpoints under
+    ``work_dir``, the best state loaded into ``stage.trainable``, ``stage.write`` on the main process, then
+    the work directory removed (the outputs exist: a rerun must not resume)."""
+    acc = make_accelerator(cfg.precision)
+    if seed is not None:
+        seed_everything(seed)
+    stage = build(acc)
+    before = None
+    if stage.validate_before:
+        stage.model.to(acc.device)
+        before = stage.evaluate()
+        log.info("validation before training: %s", json.dumps(before))
+    trainer = Trainer(stage.model, stage.trainable, cfg, work_dir, fingerprint, task=task, accelerator=acc,
+                      params_only=stage.params_only)
+    result = trainer.fit(stage.train_data, stage.collate, evaluate=stage.evaluate)
+    result.before = before
+    trainer.load_trainable(result.best_state)
+    if acc.is_main_process:  # one writer (a multi-GPU run starts the rule once per GPU)
+        stage.write(result)
+    acc.wait_for_everyone()
+    trainer.cleanup()
+    return stage, result
+
+
+def validation(data: Sequence, measure: Callable[[Sequence], dict], *, empty: dict) -> Callable[[], dict]:
+    """A stage's per-epoch validation: ``measure(data)`` (a :func:`mean_loss`, or predictions scored by a
+    metric) without gradients; ``empty`` (its metrics as None) when there is no validation data."""
+    def evaluate() -> dict:
+        import torch
+
+        with torch.no_grad():
+            return measure(data) if len(data) else dict(empty)
+    return evaluate
+
+
+def batches(data: Sequence, collate: Callable, batch_size: int, device) -> Iterable[dict]:
+    """``data`` in order, collated ``batch_size`` at a time and moved to ``device``: no DataLoader, so no
+    draw from the global RNG (a DataLoader takes one per iteration for its workers' seed)."""
+    import torch
+
+    for lo in range(0, len(data), batch_size):
+        yield {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in collate(data[lo:lo + batch_size]).items()}
+
+
+def mean_loss(model: nn.Module, batches: Iterable[dict], *, task: str, accelerator,
+              weight: Callable[[dict], int] | None = None, sharded: bool = False) -> float:
+    """The mean of ``model(batch, task)["loss"]`` over ``batches``, each weighted by ``weight(batch)`` (its
+    labelled tokens, say; default 1). ``sharded``: the batches are this process's share of a loader prepared
+    by the accelerator, so the sums are gathered over the processes."""
+    import torch
+
+    model.eval()
+    total, count = 0.0, 0
+    for batch in batches:
+        with torch.no_grad(), accelerator.autocast():
+            loss = model(batch, task)["loss"]
+        w = 1 if weight is None else weight(batch)
+        if sharded:
+            total += accelerator.gather_for_metrics((loss * w)[None]).sum().item()
+            count += int(accelerator.gather_for_metrics(torch.tensor([w], device=loss.device)).sum().item())
+        else:
+            total, count = total + loss.item() * w, count + w
+    return total / max(count, 1)

@@ -1,6 +1,6 @@
-from ecrflow import pipeline
 from ecrflow.smk import run
+from ecrflow.tables.steps import baselines
 
 i = snakemake.input
-run(snakemake, pipeline.baselines_table, train_rec=i.train_rec, test_rec=i.test_rec, item_ids=i.item_ids,
-    matrix=i.matrix, contributions=i.contributions, out=snakemake.output[0], ks=list(snakemake.params.ks))
+run(snakemake, baselines, train_rec=i.train_rec, test_rec=i.test_rec, item_ids=i.item_ids, matrix=i.matrix,
+    contributions=i.contributions, out=snakemake.output[0], ks=list(snakemake.params.ks))

@@ -1,6 +1,6 @@
-from ecrflow import pipeline
+from ecrflow.kg.steps import cooccurrence
 from ecrflow.smk import run
 
 i, o = snakemake.input, snakemake.output
-run(snakemake, pipeline.cooccurrence, train_sequences=i.sequences, entity2id_path=i.entity2id, matrix=o.matrix,
+run(snakemake, cooccurrence, train_sequences=i.sequences, entity2id_path=i.entity2id, matrix=o.matrix,
     contributions=o.contributions, stats=o.stats, top_n=snakemake.params.top_n)

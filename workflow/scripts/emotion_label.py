@@ -1,5 +1,5 @@
-from ecrflow.emotion.classifier import label_dialogs
+from ecrflow.emotion.steps import emotion_label
 from ecrflow.smk import run
 
 i, o = snakemake.input, snakemake.output
-run(snakemake, label_dialogs, dialog_file=i.dialogs, model_dir=i.model, out=o.dialogs, stats_out=o.stats)
+run(snakemake, emotion_label, dialog_file=i.dialogs, model_dir=i.model, out=o.dialogs, stats_out=o.stats)

@@ -1,5 +1,4 @@
-from ecrflow import pipeline
+from ecrflow.generate.steps import first_sentence_templates
 from ecrflow.smk import run
 
-run(snakemake, pipeline.first_sentence_templates, responses=snakemake.input[0], out=snakemake.output[0],
-    n=snakemake.params.n)
+run(snakemake, first_sentence_templates, responses=snakemake.input[0], out=snakemake.output[0], n=snakemake.params.n)

@@ -1,5 +1,5 @@
-from ecrflow import pipeline
+from ecrflow.generate.steps import generation_objective
 from ecrflow.smk import run
 
-run(snakemake, pipeline.generation_objective, responses=dict(zip(snakemake.params.kinds, snakemake.input)),
+run(snakemake, generation_objective, responses=dict(zip(snakemake.params.kinds, snakemake.input)),
     out=snakemake.output[0])

@@ -1,8 +1,7 @@
-from ecrflow.judge.steps import UNICRS, judge_scores
+from ecrflow.judge.contexts import UNICRS
+from ecrflow.judge.steps import judge
 from ecrflow.smk import run
 
 i, o, p = snakemake.input, snakemake.output, snakemake.params
-files = {UNICRS: None, **dict(zip(p.systems, i.replies))}
-options = dict(p.options)
-run(snakemake, judge_scores, sample=i.sample, files=files, scores_out=o.scores, summary_out=o.summary,
-    cache_dir=p.cache_dir, name=snakemake.wildcards.judge, llm=dict(options.pop("llm")), options=options)
+run(snakemake, judge, sample=i.sample, files={UNICRS: None, **dict(zip(p.systems, i.replies))}, scores_out=o.scores,
+    summary_out=o.summary, cache_dir=p.cache_dir, name=snakemake.wildcards.judge, options=dict(p.options))

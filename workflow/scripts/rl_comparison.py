@@ -1,4 +1,4 @@
-from ecrflow.rl import rl_comparison
+from ecrflow.rl.steps import rl_comparison
 from ecrflow.smk import run
 
 i, o, p = snakemake.input, snakemake.output, snakemake.params

@@ -1,4 +1,4 @@
-from ecrflow.report import curve
+from ecrflow.report.steps import training_curve
 from ecrflow.smk import run
 
-run(snakemake, curve, source=snakemake.input[0], out=snakemake.output[0], name=snakemake.wildcards.name)
+run(snakemake, training_curve, source=snakemake.input[0], out=snakemake.output[0], name=snakemake.wildcards.name)

@@ -1,7 +1,6 @@
-from ecrflow import pipeline
+from ecrflow.data.steps import validate_input
 from ecrflow.smk import run
 
 p = snakemake.params
-run(snakemake, pipeline.validate_input, raw_dir=p.raw_dir, report_path=snakemake.output[0],
-    dialog_pattern=p.dialog_pattern, require_emotion=p.require_emotion, unknown_entities=p.unknown_entities,
-    reviews=p.reviews)
+run(snakemake, validate_input, raw_dir=p.raw_dir, report_path=snakemake.output[0], dialog_pattern=p.dialog_pattern,
+    require_emotion=p.require_emotion, unknown_entities=p.unknown_entities, reviews=p.reviews)

@@ -168,3 +168,20 @@ def process_split(dialog_file, entity2id: dict[str, int], rule: EmotionRule, *, 
         "sequences": pa.Table.from_pylist(sequences, schema=SEQUENCE_SCHEMA),
     }
 
+
+
+def split_summary(tables: dict[str, pa.Table], stats: ReadStats) -> dict:
+    """The counts of one processed split (its ``{split}_stats.json``, read by the dataset_stats table):
+    dialogs, turns, recommender turns, recommended items by feedback, and the reader's counted warnings."""
+    feedback_counts = {k: 0 for k in ("like", "dislike", "not_said")}
+    for fb in tables["rec"].column("rec_feedback").to_pylist():
+        for f in fb:
+            feedback_counts[f] += 1
+    return {
+        "dialogs": tables["sequences"].num_rows,
+        "turns": tables["pretrain"].num_rows,
+        "recommender_turns": tables["rec"].num_rows,
+        "rec_items": sum(feedback_counts.values()),
+        "feedback": feedback_counts,
+        "counts": dict(stats.counts),
+    }

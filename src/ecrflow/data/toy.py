@@ -54,13 +54,17 @@ _NOUN = ["Harbor", "Garden", "Signal", "Empire", "River", "Machine", "Summer", "
 
 @dataclass
 class ToyConfig:
+    """The toy dataset: the ``toy`` config section plus what the ``data`` section says of the files."""
+
+    IGNORED = ("enabled", "models")  # whether the toy run is on, and its tiny models (models.toy)
+
     seed: int = 7
-    n_dialogs: dict = field(default_factory=lambda: {"train": 600, "valid": 100, "test": 100})
+    n_dialogs: dict = field(default_factory=lambda: {"train": 600, "valid": 100, "test": 100})  # per split
     n_movies: int = 160
     actors_per_genre: int = 8
-    with_emotions: bool = True
+    with_emotions: bool = True  # emotion labels on seeker messages, as in the ECR release
     dialog_pattern: str = "{split}_data_dbpedia_emo.jsonl"
-    reviews_file: str = "movie_reviews_filted_0.1_confi.json"
+    reviews_file: str = "movie_reviews_filted_0.1_confi.json"  # "": no review file
     max_reviews_per_movie: int = 8
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -23,6 +24,20 @@ SYSTEM = ("You annotate the emotions of a movie seeker in a conversation with a 
 PROMPT = ("Conversation so far:\n{history}\n\nSeeker's latest utterance: \"{utterance}\"\n\n"
           "Which emotions does the seeker express in the latest utterance? At most two emotion words.")
 _MOVIE = re.compile(r"@\d+")
+
+
+@dataclass(frozen=True)
+class AnnotationOptions:
+    """The ``emotion_labels`` config section (the annotated split is the rule's input, not an option)."""
+
+    IGNORED = ("split",)
+
+    llm: dict  # the annotator's backend section, for ecrflow.llm.backend_from_config
+    utterances: int  # seeker utterances sampled for annotation
+    max_history: int  # earlier messages shown with each utterance
+    constrained: bool  # decode only words of the mapping's vocabulary (local backends)
+    batch_size: int
+    seed: int
 
 
 def clean_text(text: str) -> str:

@@ -10,6 +10,7 @@ processing stage reads either source unchanged; its threshold beta keeps the rel
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -18,12 +19,22 @@ from torch import nn
 
 from ..constants import EMOTIONS
 from ..io import iter_jsonl, read_json, write_folder, write_json, write_jsonl
-from ..train import TrainConfig, Trainer, fingerprint, make_accelerator, multi_process, seed_everything
+from ..train import Stage, StageSettings, TrainConfig, TrainSettings, fingerprint, run_stage, validation
 from .annotate import clean_text
 
 log = logging.getLogger(__name__)
 
 META = "classifier.json"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClassifierSettings(StageSettings):
+    """The ``classifier`` section."""
+
+    max_length: int  # tokens per utterance
+    focal_gamma: float
+    focal_alpha: float | None  # None: no weighting of the positive terms
+    valid_fraction: float  # held-out dialogues for Recall@2
 
 
 def focal_loss(logits: torch.Tensor, targets: torch.Tensor, gamma: float = 2.0, alpha: float | None = 0.25) -> torch.Tensor:
@@ -116,57 +127,57 @@ def split_annotations(rows: list[dict], valid_fraction: float, seed: int) -> tup
     return [r for r in rows if r["dialog_id"] not in valid_ids], [r for r in rows if r["dialog_id"] in valid_ids]
 
 
-@multi_process
-def train_classifier(annotations, *, out_dir, metrics_out, work_dir, model_name: str, section: dict,
-                     train_cfg: dict) -> None:
+def train_classifier(annotations, *, out_dir, metrics_out, work_dir, model_name: str, section: ClassifierSettings,
+                     train_cfg: TrainSettings) -> None:
+    """Fine-tune ``model_name`` on the annotations with focal loss; the best epoch by Recall@2 on held-out
+    dialogues, and the Recall@2 of the label frequencies for comparison."""
     rows = [r for _, r in iter_jsonl(annotations, expected="an annotation object")]
-    tr, va = split_annotations(rows, section["valid_fraction"], section["seed"])
+    tr, va = split_annotations(rows, section.valid_fraction, section.seed)
     if not tr:
         raise ValueError(f"{annotations}: no annotated utterance has a label; see the annotation summary")
-    acc = make_accelerator(train_cfg["precision"])
-    seed_everything(section["seed"])
-    model, tok = _load(model_name, len(EMOTIONS))
-    data = list(zip([clean_text(r["text"]) for r in tr], multi_hot([r["labels"] for r in tr])))
-    y_valid = multi_hot([r["labels"] for r in va])
-    objective = FocalObjective(model, section["focal_gamma"], section["focal_alpha"])
-    collate = Collator(tok, section["max_length"])
 
-    def evaluate() -> dict:
-        if not va:
-            return {"loss": None, "recall@2": None}
-        probs = predict(model, tok, [clean_text(r["text"]) for r in va], max_length=section["max_length"],
-                        batch_size=section["eval_batch_size"], device=acc.device)
-        loss = focal_loss(torch.logit(torch.tensor(probs).clamp(1e-6, 1 - 1e-6)), torch.tensor(y_valid),
-                          section["focal_gamma"], section["focal_alpha"]).item()
-        return {"loss": loss, "recall@2": recall_at_k(probs, y_valid, 2), "recall@1": recall_at_k(probs, y_valid, 1)}
+    def build(acc) -> Stage:
+        model, tok = _load(model_name, len(EMOTIONS))
+        data = list(zip([clean_text(r["text"]) for r in tr], multi_hot([r["labels"] for r in tr])))
+        y_valid = multi_hot([r["labels"] for r in va])
 
-    model.to(acc.device)
-    before = evaluate()
-    cfg = TrainConfig.from_config(section, train_cfg)
-    fp = fingerprint({"section": section, "model": model_name, "precision": train_cfg["precision"]}, [annotations])
-    trainer = Trainer(objective, model, cfg, work_dir, fp, task="emotion", accelerator=acc, params_only=True)
-    result = trainer.fit(data, collate, evaluate=evaluate)
-    if acc.is_main_process:
-        model.load_state_dict(result.best_state, strict=False)
-        best = next(e["valid"] for e in result.state.history if e["epoch"] == result.state.best_epoch)
-        # every utterance ranked by the training label frequencies: what a classifier must beat
-        prior = multi_hot([r["labels"] for r in tr]).mean(0)
-        baseline = recall_at_k(np.tile(prior, (len(va), 1)), y_valid, 2) if va else None
-        meta = {"labels": list(EMOTIONS), "max_length": section["max_length"], "base_model": model_name,
-                "valid_recall@2": best.get("recall@2"), "majority_recall@2": baseline}
+        def measure(va) -> dict:
+            probs = predict(model, tok, [clean_text(r["text"]) for r in va], max_length=section.max_length,
+                            batch_size=section.eval_batch_size, device=acc.device)
+            loss = focal_loss(torch.logit(torch.tensor(probs).clamp(1e-6, 1 - 1e-6)), torch.tensor(y_valid),
+                              section.focal_gamma, section.focal_alpha).item()
+            return {"loss": loss, "recall@2": recall_at_k(probs, y_valid, 2),
+                    "recall@1": recall_at_k(probs, y_valid, 1)}
 
-        def write(folder: Path) -> None:
-            model.save_pretrained(folder)
-            tok.save_pretrained(folder)
-            write_json(folder / META, meta)
+        def write(result) -> None:
+            best = next(e["valid"] for e in result.state.history if e["epoch"] == result.state.best_epoch)
+            # every utterance ranked by the training label frequencies: what a classifier must beat
+            prior = multi_hot([r["labels"] for r in tr]).mean(0)
+            baseline = recall_at_k(np.tile(prior, (len(va), 1)), y_valid, 2) if va else None
+            meta = {"labels": list(EMOTIONS), "max_length": section.max_length, "base_model": model_name,
+                    "valid_recall@2": best.get("recall@2"), "majority_recall@2": baseline}
 
-        write_folder(out_dir, write)
-        write_json(metrics_out, result.summary(train_utterances=len(tr), valid_utterances=len(va),
-                                               valid_before_training=before, valid_best=best,
-                                               majority_recall_at_2=baseline))
-        log.info("Recall@2 on %d held-out utterances: %s (majority baseline %s)", len(va), best.get("recall@2"),
-                 baseline)
-    trainer.cleanup()
+            def write_model(folder: Path) -> None:
+                model.save_pretrained(folder)
+                tok.save_pretrained(folder)
+                write_json(folder / META, meta)
+
+            write_folder(out_dir, write_model)
+            write_json(metrics_out, result.summary(train_utterances=len(tr), valid_utterances=len(va),
+                                                   valid_before_training=result.before, valid_best=best,
+                                                   majority_recall_at_2=baseline))
+            log.info("Recall@2 on %d held-out utterances: %s (majority baseline %s)", len(va), best.get("recall@2"),
+                     baseline)
+
+        return Stage(FocalObjective(model, section.focal_gamma, section.focal_alpha), model, data,
+                     Collator(tok, section.max_length), write,
+                     evaluate=validation(va, measure, empty={"loss": None, "recall@2": None}), params_only=True,
+                     validate_before=True)
+
+    fp = fingerprint({"section": asdict(section), "model": model_name, "precision": train_cfg.precision},
+                     [annotations])
+    run_stage(build, task="emotion", cfg=TrainConfig.from_config(section, train_cfg), work_dir=work_dir,
+              fingerprint=fp, seed=section.seed)
 
 
 def label_dialogs(dialog_file, model_dir, *, out, stats_out, batch_size: int = 64) -> None:

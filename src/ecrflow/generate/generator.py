@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -22,8 +22,8 @@ import torch
 from torch import nn
 
 from ..io import read_json, write_folder, write_json, write_jsonl
-from ..train import (TrainConfig, Trainer, fingerprint, make_accelerator, mixed_precision, multi_process,
-                     seed_everything)
+from ..train import (Stage, StageSettings, TrainConfig, TrainSettings, batches, fingerprint, make_accelerator,
+                     mean_loss, mixed_precision, run_stage, validation)
 from .examples import KnowledgeOptions, MovieNames, inference_example, training_example
 from .prompts import prompt_lines, render
 
@@ -31,6 +31,30 @@ log = logging.getLogger(__name__)
 
 META = "generator.json"
 IGNORE = -100
+
+
+@dataclass(frozen=True, kw_only=True)
+class GeneratorTraining(StageSettings):
+    """``generator.<kind>`` without its decoding keys (the training rule's)."""
+
+    method: str  # full | lora
+    format: str  # plain (DialoGPT) | chat (Llama-2-Chat)
+    profile: str  # the review profile trained on
+    context_max_length: int
+    resp_max_length: int
+    lora: dict | None = None  # r, alpha, dropout, target_modules (method lora)
+
+
+@dataclass(frozen=True)
+class GenerationTraining:
+    """The ``generation`` keys that shape the training examples."""
+
+    n_entities: int  # pn_e
+    n_triples: int  # pn_t
+    knowledge: str  # full | none | no_triples
+    augment_prob: float
+    prompt_loss: bool  # also train on the prompt tokens (the reference)
+    seed: int
 
 
 @dataclass(frozen=True)
@@ -42,8 +66,8 @@ class GeneratorSpec:
     lora: dict | None = None
 
     @classmethod
-    def from_config(cls, kind: str, section: dict, model: str) -> "GeneratorSpec":
-        return cls(kind, model, section["method"], section["format"], section.get("lora"))
+    def from_config(cls, kind: str, section: GeneratorTraining, model: str) -> "GeneratorSpec":
+        return cls(kind, model, section.method, section.format, section.lora)
 
 
 def load_tokenizer(name):
@@ -143,76 +167,68 @@ class CausalLMObjective(nn.Module):
         return {"loss": out.loss}
 
 
-def review_examples(path, tok, names: MovieNames, templates: list[str], spec: GeneratorSpec, gen: dict,
-                    section: dict, *, augment: bool) -> tuple[list[tuple[list[int], list[int]]], list[str]]:
-    opts = KnowledgeOptions.from_config(gen)
+def review_examples(path, tok, names: MovieNames, templates: list[str], spec: GeneratorSpec,
+                    gen: GenerationTraining, section: GeneratorTraining, *,
+                    augment: bool) -> tuple[list[tuple[list[int], list[int]]], list[str]]:
+    opts = KnowledgeOptions.from_config(asdict(gen))
     out, prompts = [], []
     for row in pq.read_table(path).to_pylist():
-        k, target = training_example(row, names, templates, opts, augment=augment and gen["knowledge"] == "full")
-        prompt = render(tok, prompt_lines(k, gen["knowledge"]), spec.fmt)
-        out.append(encode(tok, prompt, target, context_max_length=section["context_max_length"],
-                          resp_max_length=section["resp_max_length"]))
+        k, target = training_example(row, names, templates, opts, augment=augment and gen.knowledge == "full")
+        prompt = render(tok, prompt_lines(k, gen.knowledge), spec.fmt)
+        out.append(encode(tok, prompt, target, context_max_length=section.context_max_length,
+                          resp_max_length=section.resp_max_length))
         prompts.append(prompt)
     return out, prompts
 
 
 # -- training ---------------------------------------------------------------------------------------------------
 
-@multi_process
 def train_generator(train, valid, items, entity2id, templates, *, out_dir, metrics_out, work_dir, spec: GeneratorSpec,
-                    section: dict, gen: dict, train_cfg: dict) -> None:
-    acc = make_accelerator(train_cfg["precision"])
-    seed_everything(section["seed"])
-    tok = load_tokenizer(spec.model)
-    lm = load_base(spec.model, _dtype(train_cfg["precision"], spec.method, training=True))
-    trainable = attach_lora(lm, spec.lora) if spec.method == "lora" else lm
-    names = MovieNames.load(items, entity2id)
-    tmpl = [t["text"] for t in read_json(templates)]
-    tr, _ = review_examples(train, tok, names, tmpl, spec, gen, section, augment=True)
-    va, _ = review_examples(valid, tok, names, tmpl, spec, gen, section, augment=False)
-    n_params = sum(p.numel() for p in trainable.parameters() if p.requires_grad)
-    log.info("%s generator (%s): %d training and %d validation reviews, %d trainable parameters", spec.kind,
-             spec.method, len(tr), len(va), n_params)
-    collate = Collator(tok.pad_token_id, gen["prompt_loss"])
-    model = CausalLMObjective(trainable)
+                    section: GeneratorTraining, gen: GenerationTraining, train_cfg: TrainSettings) -> None:
+    """Fine-tune (or LoRA-train) the generator on the knowledge-prompted reviews; the validation loss per
+    labelled token, also of the base model before training."""
+    def build(acc) -> Stage:
+        tok = load_tokenizer(spec.model)
+        lm = load_base(spec.model, _dtype(train_cfg.precision, spec.method, training=True))
+        trainable = attach_lora(lm, spec.lora) if spec.method == "lora" else lm
+        names = MovieNames.load(items, entity2id)
+        tmpl = [t["text"] for t in read_json(templates)]
+        tr, _ = review_examples(train, tok, names, tmpl, spec, gen, section, augment=True)
+        va, _ = review_examples(valid, tok, names, tmpl, spec, gen, section, augment=False)
+        n_params = sum(p.numel() for p in trainable.parameters() if p.requires_grad)
+        log.info("%s generator (%s): %d training and %d validation reviews, %d trainable parameters", spec.kind,
+                 spec.method, len(tr), len(va), n_params)
+        collate = Collator(tok.pad_token_id, gen.prompt_loss)
+        model = CausalLMObjective(trainable)
+        n_labels = lambda batch: int((batch["labels"][:, 1:] != IGNORE).sum())  # noqa: E731  (per-token mean)
 
-    @torch.no_grad()
-    def evaluate() -> dict:
-        if not va:
-            return {"loss": None}
-        model.eval()
-        total, count = 0.0, 0
-        for lo in range(0, len(va), section["eval_batch_size"]):
-            batch = {k: v.to(acc.device) for k, v in collate(va[lo:lo + section["eval_batch_size"]]).items()}
-            with acc.autocast():
-                loss = model(batch)["loss"]
-            n = int((batch["labels"][:, 1:] != IGNORE).sum())
-            total, count = total + loss.item() * n, count + n
-        return {"loss": total / max(count, 1)}
+        def measure(va) -> dict:
+            return {"loss": mean_loss(model, batches(va, collate, section.eval_batch_size, acc.device), task="gen",
+                                      accelerator=acc, weight=n_labels)}
 
-    cfg = TrainConfig.from_config(section, train_cfg)
-    fp = fingerprint({"spec": spec.__dict__, "section": section, "gen": gen, "precision": train_cfg["precision"]},
-                     [train, valid, items, entity2id, templates])
-    trainer = Trainer(model, trainable, cfg, work_dir, fp, task="gen", accelerator=acc, params_only=True)
-    model.to(acc.device)
-    before = evaluate()["loss"]  # the base model on the validation reviews: what fine-tuning gained
-    log.info("validation loss before training: %s", before)
-    result = trainer.fit(tr, collate, evaluate=evaluate)
-    if acc.is_main_process:
-        trainable.load_state_dict(result.best_state, strict=False)
-        meta = {"kind": spec.kind, "method": spec.method, "format": spec.fmt, "base_model": spec.model,
-                "lora": spec.lora, "context_max_length": section["context_max_length"],
-                "resp_max_length": section["resp_max_length"], "knowledge": gen["knowledge"]}
+        def write(result) -> None:
+            meta = {"kind": spec.kind, "method": spec.method, "format": spec.fmt, "base_model": spec.model,
+                    "lora": spec.lora, "context_max_length": section.context_max_length,
+                    "resp_max_length": section.resp_max_length, "knowledge": gen.knowledge}
 
-        def write(folder: Path) -> None:
-            trainable.save_pretrained(folder)  # a peft model saves its adapter only
-            tok.save_pretrained(folder)
-            write_json(folder / META, meta)
+            def write_model(folder: Path) -> None:
+                trainable.save_pretrained(folder)  # a peft model saves its adapter only
+                tok.save_pretrained(folder)
+                write_json(folder / META, meta)
 
-        write_folder(out_dir, write)
-        write_json(metrics_out, result.summary(valid_loss_before_training=before, train_reviews=len(tr),
-                                               valid_reviews=len(va), trainable_parameters=n_params))
-    trainer.cleanup()
+            write_folder(out_dir, write_model)
+            # the base model on the validation reviews: what fine-tuning gained
+            write_json(metrics_out, result.summary(valid_loss_before_training=result.before["loss"],
+                                                   train_reviews=len(tr), valid_reviews=len(va),
+                                                   trainable_parameters=n_params))
+
+        return Stage(model, trainable, tr, collate, write, evaluate=validation(va, measure, empty={"loss": None}),
+                     params_only=True, validate_before=True)
+
+    fp = fingerprint({"spec": spec.__dict__, "section": asdict(section), "gen": asdict(gen),
+                      "precision": train_cfg.precision}, [train, valid, items, entity2id, templates])
+    run_stage(build, task="gen", cfg=TrainConfig.from_config(section, train_cfg), work_dir=work_dir, fingerprint=fp,
+              seed=section.seed)
 
 
 # -- inference --------------------------------------------------------------------------------------------------
@@ -261,7 +277,7 @@ def infer(model_dir, predictions, responses, rec, items, entity2id, relation2id,
           stats_out, gen: dict, section: dict, knowledge_relations: list[str], train_cfg: dict) -> None:
     """Emotion-aligned responses for the test recommender turns: the stage-2 top item, its knowledge, u_r as
     the first sentence; the final response is u_r followed by the generated u_e (the paper's u_r ⊕ u_e)."""
-    from ..recommend.stages import load_responses
+    from ..recommend.training import load_responses
     from .knowledge import one_hop
 
     acc = make_accelerator(train_cfg["precision"])

@@ -25,6 +25,8 @@ from __future__ import annotations
 import re
 from collections import Counter, defaultdict
 from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
 
 import pyarrow as pa
 
@@ -53,6 +55,32 @@ MOVIE_KNOWLEDGE_SCHEMA = pa.schema([
     ("neighbour_relations", pa.list_(pa.string())),  # ... (parallel)
     ("n_reviews", pa.int32()),
 ])
+
+
+@dataclass(frozen=True)
+class ReviewKnowledge:
+    """The ``knowledge`` config section: how review entities are kept (:func:`annotate_reviews`)."""
+
+    confidence: str  # the review file's entity list to read, e.g. content_e_0.1
+    relations: list[str]  # the one-hop relations a review's KG neighbours are found by
+    min_global_count: int
+    max_movies_per_entity: int
+    min_name_length: int
+    min_movie_count: int
+    stop_words: str | None = None  # a word list file; None: the list shipped with ecrflow
+
+
+def load_stop_words(path=None) -> set[str]:
+    """One word per line (lower-cased); ``None`` reads the list shipped with ecrflow (English function words
+    plus "movie", "film" and the like: the reference's stop_words.txt was never published, ECR_SPEC 8.26)."""
+    if path is None:
+        from importlib.resources import files
+
+        text = files("ecrflow.generate").joinpath("stop_words.txt").read_text(encoding="utf-8")
+    else:
+        text = Path(path).read_text(encoding="utf-8")
+    return {w.strip().lower() for w in text.splitlines() if w.strip()}
+
 
 _TRAILING_PAREN = re.compile(r"\s*\([^()]*\)\s*$")
 _MAX_EXAMPLES = 10

@@ -46,6 +46,19 @@ class ReviewProfile:
     max_repetition: float = 0.5
 
 
+@dataclass(frozen=True)
+class ReviewOptions:
+    """The ``reviews`` config section, less its ``profiles`` (each one a :class:`ReviewProfile`)."""
+
+    IGNORED = ("profiles",)
+
+    max_repetition: float  # a review repeating more of its words than this is dropped
+    scrub_words: list[str]  # sentences with one of these words go
+    scrub_reference_10: bool  # the reference's scrub of every sentence containing "10"
+    valid_fraction: float
+    seed: int
+
+
 # The paper's two: reviews for DialoGPT, and the stricter set for Llama-2 (votes >= 5, >= 120 words, cap 300,
 # at least 4 first-person words).
 DIALOGPT_PROFILE = ReviewProfile(min_votes=1, min_words=20, max_words=150, min_first_person=0)

@@ -11,6 +11,7 @@ from ..constants import SEEKER
 from ..io import iter_jsonl
 
 ROLE_NAMES = {SEEKER: "User", "recommender": "Recommender"}
+UNICRS = "unicrs"  # the recommendation response u_r alone, judged as a system
 
 
 def history_text(context: list[str], roles: list[str], max_history: int) -> str:
@@ -54,3 +55,14 @@ def build_sample(rec_table, generated: dict[str, str], *, n: int, seed: int, max
 def read_sample(path) -> list[dict]:
     return [r for _, r in iter_jsonl(path, expected="a judge context object")]
 
+
+def system_replies(sample_rows: list[dict], files: dict[str, str]) -> dict[str, dict[tuple[str, int], str]]:
+    """Each judged system's reply per (dialog_id, turn): ``unicrs`` is u_r from the sample, the others come
+    from their response files (field ``response``)."""
+    out = {}
+    for system, path in files.items():
+        if system == UNICRS:
+            out[system] = {(r["dialog_id"], int(r["turn"])): r["u_r"] for r in sample_rows}
+        else:
+            out[system] = {k: r["response"] for k, r in read_generated(path).items()}
+    return out

@@ -124,6 +124,19 @@ def parse_scores(text: str | None, order: list[str]) -> dict[str, dict[str, int]
             for i, system in enumerate(order)}
 
 
+@dataclass(frozen=True)
+class JudgeOptions:
+    """One judge's settings: the ``judge`` config section's answer options with the judge's own LLM and seed
+    (common.smk: judge_options)."""
+
+    llm: dict  # the judge's backend section, for ecrflow.llm.backend_from_config
+    seed: int  # of the pseudonym shuffle
+    max_attempts: int  # answers per context before it is left unscored
+    constrained: bool  # decode only well-formed answers (local backends)
+    batch_size: int
+    prompt_file: str | None = None  # a replacement prompt (Prompt.from_file); None: the built-in one
+
+
 def judge_contexts(contexts: list[dict], replies: dict[str, dict[tuple[str, int], str]], backend, cache, *,
                    judge: str, seed: int, max_attempts: int, batch_size: int, prompt: Prompt,
                    constrained: bool) -> tuple[list[dict], dict]:

@@ -8,12 +8,13 @@ import logging
 
 import pyarrow as pa
 
+from ..config import section
 from ..io import write_csv, write_json, write_jsonl, write_parquet
-from .contexts import build_sample, read_generated, read_sample
+from .contexts import UNICRS, build_sample, read_sample, system_replies  # noqa: F401 (UNICRS: scripts/critic.py)
+from .scoring import JudgeOptions
+from .tables import read_scores
 
 log = logging.getLogger(__name__)
-
-UNICRS = "unicrs"  # the recommendation response u_r alone
 
 
 def judge_sample(rec, generated: dict, *, out, n: int, seed: int, max_history: int) -> None:
@@ -42,32 +43,22 @@ def llm_baseline(sample, *, out, summary_out, cache_dir, llm: dict, batch_size: 
     log.info("baseline replies: %s", json.dumps({k: v for k, v in summary.items() if k != "errors"}))
 
 
-def system_replies(sample_rows: list[dict], files: dict[str, str]) -> dict[str, dict[tuple[str, int], str]]:
-    """Each judged system's reply per (dialog_id, turn): ``unicrs`` is u_r from the sample, the others come
-    from their response files (field ``response``)."""
-    out = {}
-    for system, path in files.items():
-        if system == UNICRS:
-            out[system] = {(r["dialog_id"], int(r["turn"])): r["u_r"] for r in sample_rows}
-        else:
-            out[system] = {k: r["response"] for k, r in read_generated(path).items()}
-    return out
-
-
-def judge_scores(sample, files: dict, *, scores_out, summary_out, cache_dir, name: str, llm: dict, options: dict) -> None:
+def judge(sample, files: dict, *, scores_out, summary_out, cache_dir, name: str,
+          options: JudgeOptions | dict) -> None:
     """One judge's scores of every system on the sample (long Parquet rows) and its summary."""
     from ..llm import backend_from_config
     from ..llm.cache import RequestCache
     from .scoring import Prompt, judge_contexts
 
+    opts = section(JudgeOptions, options, f"judge.judges.{name}")
     contexts = read_sample(sample)
     replies = system_replies(contexts, files)
-    prompt = Prompt.from_file(options["prompt_file"]) if options.get("prompt_file") else Prompt()
-    backend = backend_from_config(llm, options["batch_size"])
+    prompt = Prompt.from_file(opts.prompt_file) if opts.prompt_file else Prompt()
+    backend = backend_from_config(opts.llm, opts.batch_size)
     with RequestCache(cache_dir) as cache:
-        rows, summary = judge_contexts(contexts, replies, backend, cache, judge=name, seed=options["seed"],
-                                       max_attempts=options["max_attempts"], batch_size=options["batch_size"],
-                                       prompt=prompt, constrained=options["constrained"])
+        rows, summary = judge_contexts(contexts, replies, backend, cache, judge=name, seed=opts.seed,
+                                       max_attempts=opts.max_attempts, batch_size=opts.batch_size, prompt=prompt,
+                                       constrained=opts.constrained)
     if not rows:
         raise RuntimeError(f"judge {name}: no answer could be parsed ({json.dumps(summary)[:2000]})")
     table = pa.Table.from_pylist(rows, schema=pa.schema([
@@ -79,13 +70,9 @@ def judge_scores(sample, files: dict, *, scores_out, summary_out, cache_dir, nam
              len(summary["unscored_contexts"]))
 
 
-def read_scores(path) -> list[dict]:
-    import pyarrow.parquet as pq
-
-    return pq.read_table(path).to_pylist()
-
-
 def table2(scores: dict, *, out, paper_rows: dict, seed: int) -> None:
+    """Table 2: every judge's mean scores per system and metric, with the paper's rows and the judges'
+    agreement."""
     from .tables import PAPER_ROWS, table2_rows
 
     judges = {name: read_scores(path) for name, path in scores.items()}

@@ -22,6 +22,13 @@ PAPER_TABLE2 = {
 PAPER_ROWS = {"unicrs": "UniCRS", "ecr_dialogpt": "ECR[DialoGPT]", "ecr_llama": "ECR[Llama 2-Chat]"}
 
 
+def read_scores(path) -> list[dict]:
+    """One judge's long score rows (the judge rule's Parquet output)."""
+    import pyarrow.parquet as pq
+
+    return pq.read_table(path).to_pylist()
+
+
 def system_order(system: str) -> tuple[int, str]:
     """Table order: UniCRS, the LLM baselines, the ECR generators, the RL generators."""
     for rank, prefix in enumerate(("unicrs", "llm_", "ecr_", "rl_")):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -22,6 +23,17 @@ log = logging.getLogger(__name__)
 # The real DialoGPT tokenizer has only <|endoftext|>; <pad> and <movie> are added by the shared loading code
 # (models.lm.prepare_tokenizer), exactly as for the hub model.
 SPECIAL = ["<|endoftext|>", "<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+
+
+@dataclass(frozen=True)
+class ToyModelSpec:
+    """The ``toy.models`` config section: the size of every tiny model and its language-model training."""
+
+    vocab_size: int  # of the BPE tokenizer trained on the toy dialogues
+    hidden: int
+    n_layer: int
+    n_head: int
+    lm_steps: int  # next-token training steps on the toy texts
 
 
 def train_tokenizer(texts: list[str], vocab_size: int):

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .constants import SELF_LOOP
-from .errors import InputError
-from .io import read_json
+from ..constants import SELF_LOOP
+from ..errors import InputError
+from ..io import read_json
 
 
 def load_id_map(path, what: str) -> dict[str, int]:
@@ -124,7 +124,7 @@ def save_kg_tensors(path, kg: KnowledgeGraph) -> None:
     """edge_index (2, E) and edge_type (E,) as int64 safetensors, loadable with safetensors.torch."""
     from safetensors.numpy import save_file
 
-    from .io import atomic_path
+    from ..io import atomic_path
 
     with atomic_path(path) as tmp:
         save_file({"edge_index": kg.edge_index, "edge_type": kg.edge_type}, str(tmp),

@@ -13,16 +13,54 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
 import torch
 
-from .io import write_csv, write_folder, write_json, write_jsonl
+from ..io import write_folder, write_json, write_jsonl
+from ..train import TrainSettings
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RLSettings:
+    """The ``rl`` section (GRPO of one generator kind with the critic as reward)."""
+
+    IGNORED = ("bootstrap",)  # rl_comparison's resamples
+
+    kind: str | None  # the generator kind tuned; None: no RL stage
+    reward_weights: dict  # critic head -> weight
+    beta: float  # KL penalty coefficient
+    max_kl: float | None  # stop when the logged KL per token exceeds it
+    max_steps: int
+    lr: float
+    prompts_per_step: int
+    num_generations: int  # completions per prompt (GRPO's group)
+    grad_accum: int
+    max_completion_length: int
+    temperature: float
+    warmup_steps: int
+    save_steps: int  # checkpoints for resuming after a time limit
+    scale_rewards: str  # group | batch | none
+    max_history: int  # dialogue messages the critic sees
+    heldout_fraction: float  # valid dialogues kept out of RL for the before/after check
+    heldout_contexts: int
+    eval_batch_size: int
+    seed: int
+
+
+@dataclass(frozen=True)
+class GenerationInference:
+    """The ``generation`` keys that shape the test prompts and decoding."""
+
+    n_entities: int  # pn_e
+    n_triples: int  # pn_t
+    no_repeat_ngram_size: int
+    seed: int
 
 LOG_KEYS = {"reward": "reward", "reward_std": "reward_std", "kl": "kl", "loss": "loss",
             "completions/mean_length": "completion_length", "entropy": "entropy", "learning_rate": "lr"}
@@ -31,7 +69,7 @@ LOG_KEYS = {"reward": "reward", "reward_std": "reward_std", "kl": "kl", "loss": 
 def rl_contexts(responses, rec, *, max_history: int) -> list[dict]:
     """RL prompts from a split's generator responses (prompt, u_r) with the dialogue history the critic
     needs, keyed by (dialog_id, turn)."""
-    from .judge.contexts import history_text, read_generated
+    from ..judge.contexts import history_text, read_generated
 
     gen = read_generated(responses)
     hist = {(r["dialog_id"], int(r["turn"])): history_text(r["context"], r["context_roles"], max_history)
@@ -53,14 +91,14 @@ class CriticReward:
     __name__ = "critic"  # TRL names the logged reward after the function
 
     def __init__(self, critic_dir, weights: dict, device=None):
-        from .critic import load_critic, reward_weights
+        from ..critic import load_critic, reward_weights
 
         self.critic, self.encoder, meta = load_critic(critic_dir, device=device)
         self.weights = reward_weights(weights, meta["metrics"])
         self.device = device
 
     def scores(self, contexts: list[str], replies: list[str]) -> np.ndarray:
-        from .critic import predict
+        from ..critic import predict
 
         return predict(self.critic, self.encoder, list(zip(contexts, replies)), device=self.device) @ self.weights
 
@@ -114,7 +152,7 @@ def kl_per_token(policy, reference, tok, prompt_ids, *, max_new_tokens: int, see
 def evaluate_policy(model, tok, rows: list[dict], reward: CriticReward, *, context_max_length: int,
                     max_new_tokens: int, batch_size: int, no_repeat_ngram_size: int, device) -> dict:
     """Greedy continuations of held-out prompts (as the test responses are made) and their critic reward."""
-    from .generate.generator import generate
+    from ..generate.generator import generate
 
     prompts = [tok(r["prompt"], add_special_tokens=False)["input_ids"][-context_max_length:] for r in rows]
     new = generate(model, tok, prompts, batch_size=batch_size, max_new_tokens=max_new_tokens,
@@ -142,31 +180,27 @@ def _log_callback(records: list[dict], max_kl: float | None, stop: dict):
     return LogAndStop()
 
 
-def train_rl(generator_dir, critic_dir, responses, rec, *, out_dir, log_out, metrics_out, work_dir, section: dict,
-             gen: dict, train_cfg: dict) -> None:
-    """The RL rule: GRPO from the supervised generator, per-step log (reward mean/std, KL, length), the
-    policy saved in the generator's folder format (so generate_responses reads it), and held-out checks."""
+def train_rl(generator_dir, critic_dir, responses, rec, *, out_dir, log_out, metrics_out, work_dir,
+             section: RLSettings, gen: GenerationInference, train_cfg: TrainSettings) -> None:
+    """GRPO from the supervised generator, per-step log (reward mean/std, KL, length), the policy saved in
+    the generator's folder format (so generate_responses reads it), and held-out checks."""
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer
 
-    from .generate.generator import META, load_trained
-    from .train import fingerprint, seed_everything
+    from ..generate.generator import META, load_trained
+    from ..train import claim_work_dir, fingerprint, remove_work_dir, seed_everything
 
-    seed = section["seed"]
+    seed = section.seed
     seed_everything(seed)
-    rows = rl_contexts(responses, rec, max_history=section["max_history"])
-    train_rows, held = split_heldout(rows, section["heldout_fraction"], seed)
-    held = held[:section["heldout_contexts"]]
+    rows = rl_contexts(responses, rec, max_history=section.max_history)
+    train_rows, held = split_heldout(rows, section.heldout_fraction, seed)
+    held = held[:section.heldout_contexts]
     if not train_rows:
         raise ValueError(f"{responses}: no RL training prompts")
     use_gpu = torch.cuda.is_available()
     device = torch.device("cuda" if use_gpu else "cpu")
-    work = Path(work_dir)
-    fp = fingerprint({"section": section, "gen": gen}, [generator_dir, critic_dir, responses, rec])
-    if (work / "fingerprint").exists() and (work / "fingerprint").read_text() != fp:
-        shutil.rmtree(work)  # a checkpoint of other settings or inputs must not be resumed
-    work.mkdir(parents=True, exist_ok=True)
-    (work / "fingerprint").write_text(fp)
+    fp = fingerprint({"section": asdict(section), "gen": asdict(gen)}, [generator_dir, critic_dir, responses, rec])
+    work = claim_work_dir(work_dir, fp)  # a checkpoint of other settings or inputs must not be resumed
 
     # The supervised policy as a plain folder (LoRA merged): TRL loads policy and reference from it.
     sft, tok, meta = load_trained(generator_dir, merge=True)
@@ -174,34 +208,34 @@ def train_rl(generator_dir, critic_dir, responses, rec, *, out_dir, log_out, met
     if not (init / "config.json").exists():
         write_folder(init, lambda p: (sft.save_pretrained(p), tok.save_pretrained(p)))
     sft.to(device).eval()
-    reward = CriticReward(critic_dir, section["reward_weights"], device=device)
+    reward = CriticReward(critic_dir, section.reward_weights, device=device)
     ctx_len = meta["context_max_length"]
-    eval_kw = dict(context_max_length=ctx_len, max_new_tokens=section["max_completion_length"],
-                   batch_size=section["eval_batch_size"], no_repeat_ngram_size=gen["no_repeat_ngram_size"], device=device)
+    eval_kw = dict(context_max_length=ctx_len, max_new_tokens=section.max_completion_length,
+                   batch_size=section.eval_batch_size, no_repeat_ngram_size=gen.no_repeat_ngram_size, device=device)
     before = evaluate_policy(sft, tok, held, reward, **eval_kw) if held else None
 
     data = Dataset.from_list([{"prompt": _truncated_prompt(tok, r["prompt"], ctx_len), "context": r["context"],
                                "u_r": r["u_r"]} for r in train_rows])
-    bf16 = use_gpu and torch.cuda.is_bf16_supported() and train_cfg["precision"] in ("auto", "bf16")
-    cfg = GRPOConfig(output_dir=str(work / "grpo"), max_steps=section["max_steps"], learning_rate=section["lr"],
-                     per_device_train_batch_size=section["prompts_per_step"] * section["num_generations"],
-                     gradient_accumulation_steps=section["grad_accum"], num_generations=section["num_generations"],
-                     max_completion_length=section["max_completion_length"], beta=section["beta"],
-                     temperature=section["temperature"], warmup_steps=section["warmup_steps"], logging_steps=1,
-                     save_strategy="steps", save_steps=section["save_steps"], save_total_limit=1, seed=seed,
+    bf16 = use_gpu and torch.cuda.is_bf16_supported() and train_cfg.precision in ("auto", "bf16")
+    cfg = GRPOConfig(output_dir=str(work / "grpo"), max_steps=section.max_steps, learning_rate=section.lr,
+                     per_device_train_batch_size=section.prompts_per_step * section.num_generations,
+                     gradient_accumulation_steps=section.grad_accum, num_generations=section.num_generations,
+                     max_completion_length=section.max_completion_length, beta=section.beta,
+                     temperature=section.temperature, warmup_steps=section.warmup_steps, logging_steps=1,
+                     save_strategy="steps", save_steps=section.save_steps, save_total_limit=1, seed=seed,
                      data_seed=seed, use_cpu=not use_gpu, bf16=bf16, report_to="none", disable_dropout=True,
-                     disable_tqdm=True, scale_rewards=section["scale_rewards"])
+                     disable_tqdm=True, scale_rewards=section.scale_rewards)
     records: list[dict] = []
     stop: dict = {}
     trainer = GRPOTrainer(model=str(init), reward_funcs=reward, args=cfg, train_dataset=data, processing_class=tok,
-                          callbacks=[_log_callback(records, section["max_kl"], stop)])
+                          callbacks=[_log_callback(records, section.max_kl, stop)])
     ckpts = sorted((work / "grpo").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
     trainer.train(resume_from_checkpoint=str(ckpts[-1]) if ckpts else None)
     policy = trainer.model.eval()
 
     after = evaluate_policy(policy, tok, held, reward, **eval_kw) if held else None
     prompt_ids = [tok(r["prompt"], add_special_tokens=False)["input_ids"][-ctx_len:] for r in held]
-    kl = kl_per_token(policy, sft, tok, prompt_ids, max_new_tokens=section["max_completion_length"], seed=seed,
+    kl = kl_per_token(policy, sft, tok, prompt_ids, max_new_tokens=section.max_completion_length, seed=seed,
                       device=device) if held else None
     rl_meta = {**meta, "rl": {"from": str(generator_dir), "critic": str(critic_dir), "steps": trainer.state.global_step}}
 
@@ -214,18 +248,17 @@ def train_rl(generator_dir, critic_dir, responses, rec, *, out_dir, log_out, met
     write_jsonl(log_out, records)
     metrics = {"steps": trainer.state.global_step, "stop_reason": stop.get("reason", "max_steps"),
                "train_prompts": len(train_rows), "heldout_contexts": len(held), "heldout_before": before,
-               "heldout_after": after, "heldout_kl_per_token": kl, "max_kl": section["max_kl"],
+               "heldout_after": after, "heldout_kl_per_token": kl, "max_kl": section.max_kl,
                "reward_first_steps": float(np.mean([r["reward"] for r in records[:5]])) if records else None,
                "reward_last_steps": float(np.mean([r["reward"] for r in records[-5:]])) if records else None}
     write_json(metrics_out, metrics)
     log.info("RL: %s", json.dumps(metrics))
-    shutil.rmtree(work, ignore_errors=True)  # checkpoints and the merged initial policy: not outputs
-
+    remove_work_dir(work)  # checkpoints and the merged initial policy
 
 
 # -- supervised vs RL ---------------------------------------------------------------------------------------
 
-def _paired(measure: str, a, b, *, stat, n_boot: int, seed: int) -> dict:
+def paired_bootstrap(measure: str, a, b, *, stat, n_boot: int, seed: int) -> dict:
     """``stat`` (the mean) of per-context values of the supervised (a) and RL (b) systems with 95 % bootstrap
     intervals, and of the difference b - a with a paired bootstrap (the same resampled contexts for both)."""
     n = len(a)
@@ -239,53 +272,3 @@ def _paired(measure: str, a, b, *, stat, n_boot: int, seed: int) -> dict:
     return {"measure": measure, "n": n, "supervised": round(ma, 4), "supervised_ci_low": round(al, 4),
             "supervised_ci_high": round(ah, 4), "rl": round(mb, 4), "rl_ci_low": round(bl, 4), "rl_ci_high": round(bh, 4),
             "diff": round(mb - ma, 4), "diff_ci_low": round(dl, 4), "diff_ci_high": round(dh, 4)}
-
-
-def rl_comparison(sample, supervised, rl, critic_dir, scores: dict, *, out, supervised_name: str, rl_name: str,
-                  reward_weights: dict, n_boot: int, seed: int) -> None:
-    """``rl_comparison.csv``: the supervised and the RL generator on the judged test sample: each judge's
-    five metrics, the critic's five heads and weighted reward, Dist-1/2 and length, paired over contexts."""
-    from .generate.metrics import distinct_ratio, tokenize
-    from .judge.contexts import read_generated, read_sample
-    from .judge.scoring import METRIC_KEYS
-    from .judge.steps import read_scores
-    from .judge.tables import nested
-
-    contexts = read_sample(sample)
-    sup, rlr = read_generated(supervised), read_generated(rl)
-    keys = [(c["dialog_id"], int(c["turn"])) for c in contexts if (c["dialog_id"], int(c["turn"])) in sup
-            and (c["dialog_id"], int(c["turn"])) in rlr]
-    hist = {(c["dialog_id"], int(c["turn"])): c["history"] for c in contexts}
-    a_text = [sup[k]["response"] for k in keys]
-    b_text = [rlr[k]["response"] for k in keys]
-    rows = []
-    for judge, path in scores.items():
-        by = nested(read_scores(path))
-        both = [k for k in keys if supervised_name in by.get(k, {}) and rl_name in by.get(k, {})]
-        for m in METRIC_KEYS:
-            if both:
-                rows.append(_paired(f"judge:{judge}:{m}", [by[k][supervised_name][m] for k in both],
-                                    [by[k][rl_name][m] for k in both], stat=np.mean, n_boot=n_boot, seed=seed))
-    reward = CriticReward(critic_dir, reward_weights)
-    ctx = [hist[k] for k in keys]
-    from .critic import predict
-
-    pa_ = predict(reward.critic, reward.encoder, list(zip(ctx, a_text)))
-    pb_ = predict(reward.critic, reward.encoder, list(zip(ctx, b_text)))
-    for j, m in enumerate(reward.critic.metrics):
-        rows.append(_paired(f"critic:{m}", pa_[:, j].tolist(), pb_[:, j].tolist(), stat=np.mean, n_boot=n_boot, seed=seed))
-    rows.append(_paired("critic:reward", (pa_ @ reward.weights).tolist(), (pb_ @ reward.weights).tolist(), stat=np.mean,
-                        n_boot=n_boot, seed=seed))
-    ta, tb = [tokenize(t) for t in a_text], [tokenize(t) for t in b_text]
-    for n in (1, 2):
-        # Corpus Dist-n has no bootstrap interval (a resample repeats replies, which lowers it); the per-reply
-        # ratio (distinct / total n-grams within each reply) is a per-context value with one.
-        rows.append({"measure": f"dist_ratio{n}_corpus", "n": len(keys), "supervised": round(distinct_ratio(ta, n), 4),
-                     "rl": round(distinct_ratio(tb, n), 4),
-                     "diff": round(distinct_ratio(tb, n) - distinct_ratio(ta, n), 4)})
-        per = lambda toks, n=n: [distinct_ratio([t], n) for t in toks]  # noqa: E731
-        rows.append(_paired(f"dist_ratio{n}_per_reply", per(ta), per(tb), stat=np.mean, n_boot=n_boot, seed=seed))
-    rows.append(_paired("length_tokens", [len(t) for t in ta], [len(t) for t in tb], stat=np.mean, n_boot=n_boot,
-                        seed=seed))
-    write_csv(out, rows)
-    log.info("RL vs supervised: %s", json.dumps([r for r in rows if r["measure"] == "critic:reward"]))

@@ -12,21 +12,32 @@ from __future__ import annotations
 
 import logging
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 from torch import nn
 
-from .io import read_json, write_folder, write_json
-from .train import (TrainConfig, Trainer, fingerprint, load_safetensors, make_accelerator, multi_process,
-                    seed_everything)
+from ..io import read_json, write_folder, write_json
+from ..train import FitResult, Stage, StageSettings, TrainConfig, TrainSettings, load_safetensors, run_stage, validation
 
 log = logging.getLogger(__name__)
 
 META = "critic.json"
 HEADS_FILE = "heads.safetensors"
 SCALE = 9.0  # judge scores are 0-9; the heads predict score / 9
+
+
+@dataclass(frozen=True, kw_only=True)
+class CriticSettings(StageSettings):
+    """The ``critic`` section. The best epoch is the one with the lowest validation MSE (select_metric)."""
+
+    max_length: int  # tokens of context + reply
+    dropout: float = 0.1  # before each head
+    valid_fraction: float  # held-out dialogues for model selection
+    test_fraction: float  # held-out dialogues for critic.csv
 
 
 class Critic(nn.Module):
@@ -169,14 +180,6 @@ def split_by_dialog(rows: list[dict], valid_fraction: float, test_fraction: floa
 
 # -- training, saving, scoring --------------------------------------------------------------------------------
 
-def _load_encoder(name):
-    from transformers import AutoModel
-
-    from .generate.generator import load_tokenizer
-
-    return AutoModel.from_pretrained(name), load_tokenizer(name)
-
-
 @torch.no_grad()
 def predict(critic: Critic, encoder: Encoder, pairs: list[tuple[str, str]], *, batch_size: int = 64,
             device=None) -> np.ndarray:
@@ -192,34 +195,37 @@ def predict(critic: Critic, encoder: Encoder, pairs: list[tuple[str, str]], *, b
     return np.concatenate(out) * SCALE if out else np.zeros((0, len(critic.metrics)))
 
 
-def fit_critic(train: list[dict], valid: list[dict], *, model_name: str, metrics: list[str], section: dict,
-               train_cfg: dict, work_dir, fp: str):
-    """Train a critic on rows with ``context``, ``reply``, ``target`` (0-9); returns (critic, encoder,
-    fit result). The best epoch is the one with the lowest validation MSE."""
-    acc = make_accelerator(train_cfg["precision"])
-    seed_everything(section["seed"])
-    base, tok = _load_encoder(model_name)
-    critic = Critic(base, metrics, section.get("dropout", 0.1))
-    enc = Encoder(tok, section["max_length"])
-    data = [(enc(r["context"], r["reply"]), np.nan_to_num(r["target"] / SCALE, nan=0.5)) for r in train]
+def fit_critic(train: list[dict], valid: list[dict], *, model_name: str, metrics: list[str],
+               section: CriticSettings, train_cfg: TrainSettings, work_dir, fp: str,
+               write: Callable[[Critic, Encoder, FitResult], None] | None = None) -> tuple[Critic, Encoder, FitResult]:
+    """Train a critic on rows with ``context``, ``reply``, ``target`` (0-9); ``write`` makes the rule's
+    outputs from the trained critic (on the main process). Returns the critic with its best state, its
+    encoder and the fit."""
+    from transformers import AutoModel
 
-    def evaluate() -> dict:
-        if not valid:
-            return {"loss": None}
-        pred = predict(critic, enc, [(r["context"], r["reply"]) for r in valid], batch_size=section["eval_batch_size"],
-                       device=acc.device)
-        target = np.stack([r["target"] for r in valid])
-        hm = head_metrics(pred, target, metrics)
-        return {"loss": float(np.nanmean((pred / SCALE - target / SCALE) ** 2)),
-                "r2": {m: hm[m]["r2"] for m in metrics}}
+    from ..generate.generator import load_tokenizer
 
-    cfg = TrainConfig.from_config({**section, "select_metric": "loss"}, train_cfg)
-    trainer = Trainer(CriticObjective(critic), critic, cfg, work_dir, fp, task="critic", accelerator=acc,
-                      params_only=True)
-    result = trainer.fit(data, collate(enc), evaluate=evaluate if valid else None)
-    critic.load_state_dict(result.best_state, strict=False)
-    trainer.cleanup()
-    return critic, enc, result, acc
+    enc = Encoder(load_tokenizer(model_name), section.max_length)
+
+    def build(acc) -> Stage:
+        critic = Critic(AutoModel.from_pretrained(model_name), metrics, section.dropout)  # seeded: the heads' init
+        data = [(enc(r["context"], r["reply"]), np.nan_to_num(r["target"] / SCALE, nan=0.5)) for r in train]
+
+        def measure(valid) -> dict:
+            pred = predict(critic, enc, [(r["context"], r["reply"]) for r in valid],
+                           batch_size=section.eval_batch_size, device=acc.device)
+            target = np.stack([r["target"] for r in valid])
+            hm = head_metrics(pred, target, metrics)
+            return {"loss": float(np.nanmean((pred / SCALE - target / SCALE) ** 2)),
+                    "r2": {m: hm[m]["r2"] for m in metrics}}
+
+        return Stage(CriticObjective(critic), critic, data, collate(enc),
+                     write=lambda result: write(critic, enc, result) if write else None,
+                     evaluate=validation(valid, measure, empty={"loss": None}) if valid else None, params_only=True)
+
+    stage, result = run_stage(build, task="critic", cfg=TrainConfig.from_config(section, train_cfg),
+                              work_dir=work_dir, fingerprint=fp, seed=section.seed)
+    return stage.trainable, enc, result
 
 
 def save_critic(folder, critic: Critic, tok, meta: dict) -> None:
@@ -238,7 +244,7 @@ def save_critic(folder, critic: Critic, tok, meta: dict) -> None:
 def load_critic(folder, device=None) -> tuple[Critic, Encoder, dict]:
     from transformers import AutoModel
 
-    from .generate.generator import load_tokenizer
+    from ..generate.generator import load_tokenizer
 
     folder = Path(folder)
     meta = read_json(folder / META)
@@ -259,50 +265,3 @@ def reward_weights(weights: dict, metrics: list[str]) -> np.ndarray:
     if (w < 0).any() or w.sum() <= 0:
         raise ValueError(f"reward weights must be >= 0 with a positive sum, got {weights}")
     return w / w.sum()
-
-
-@multi_process
-def train_critic(sample, files: dict, scores: dict, *, out_dir, metrics_out, table_out, work_dir, model_name: str,
-                 section: dict, train_cfg: dict) -> None:
-    """The critic rule: rows from the judged sample, split by dialogue, training, and ``critic.csv`` with each
-    head's R^2 / MAE / Spearman on the held-out dialogues against the merged and each judge's scores."""
-    from .judge.scoring import METRIC_KEYS
-    from .io import write_csv
-    from .judge.steps import read_sample, read_scores, system_replies
-
-    metrics = list(METRIC_KEYS)
-    contexts = read_sample(sample)
-    judges = {name: read_scores(path) for name, path in scores.items()}
-    rows = critic_rows(contexts, system_replies(contexts, files), judges, metrics)
-    tr, va, te = split_by_dialog(rows, section["valid_fraction"], section["test_fraction"], section["seed"])
-    if not tr:
-        raise ValueError("no judged reply to train the critic on; see the judge summaries")
-    log.info("critic rows: %d train, %d valid, %d test (split by dialogue)", len(tr), len(va), len(te))
-    fp = fingerprint({"section": section, "model": model_name, "precision": train_cfg["precision"]},
-                     [sample, *(f for f in files.values() if f), *scores.values()])
-    critic, enc, result, acc = fit_critic(tr, va, model_name=model_name, metrics=metrics, section=section,
-                                          train_cfg=train_cfg, work_dir=work_dir, fp=fp)
-    if not acc.is_main_process:
-        return  # one writer (a multi-GPU run starts this once per GPU)
-    table = []
-    evaluated = {"test": te, "valid": va}
-    for split, part in evaluated.items():
-        if not part:
-            continue
-        pred = predict(critic, enc, [(r["context"], r["reply"]) for r in part], device=acc.device)
-        targets = {"merged": np.stack([r["target"] for r in part])}
-        targets.update({name: np.stack([r["judges"][name] for r in part]) for name in judges})
-        for target_name, target in targets.items():
-            for m, v in head_metrics(pred, target, metrics).items():
-                table.append({"split": split, "head": m, "target": target_name, "n": v["n"],
-                              "r2": round(v["r2"], 4), "mae": round(v["mae"], 4), "spearman": round(v["spearman"], 4)})
-        # what a critic must beat: every reply scored with the training mean
-        mean = np.nanmean(np.stack([r["target"] for r in tr]), axis=0)
-        for m, v in head_metrics(np.tile(mean, (len(part), 1)), targets["merged"], metrics).items():
-            table.append({"split": split, "head": m, "target": "merged (train-mean baseline)", "n": v["n"],
-                          "r2": round(v["r2"], 4), "mae": round(v["mae"], 4), "spearman": v["spearman"]})
-    meta = {"metrics": metrics, "max_length": section["max_length"], "base_model": model_name, "scale": SCALE,
-            "judges": list(judges)}
-    save_critic(out_dir, critic, enc.tok, meta)
-    write_csv(table_out, table)
-    write_json(metrics_out, result.summary(train_rows=len(tr), valid_rows=len(va), test_rows=len(te)))

@@ -5,9 +5,8 @@ mean and spread, KL, completion length)."""
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
-from .io import atomic_path, iter_jsonl, read_json
+from ..io import atomic_path, iter_jsonl, read_json
 
 MAX_VALID_PANELS = 4
 
@@ -110,12 +109,4 @@ def rl_figure(log_path, out, title: str) -> None:
     for ax in axes:
         ax.set_xlabel("step")
     _save(fig, out)
-
-
-def curve(source, out, *, name: str) -> None:
-    """The figure for one stage: an RL log (``.jsonl``) or a training metrics JSON."""
-    if Path(source).suffix == ".jsonl":
-        rl_figure(source, out, name)
-    else:
-        training_figure(source, out, name)
 

@@ -1,0 +1,262 @@
+"""The prompt-encoder stages' building blocks (the rules are in ``recommend.steps``): their config sections,
+the frozen models and KG, samples and collation, the prompted model, validation and scoring, the saved
+model file. Stage 1 is semantic-fusion pre-training (ECR_SPEC 5.1), the UniCRS conversation module (4.7)
+writes the responses u_r, stage 2 is emotion-aware recommendation (5.2) with ranked predictions (6.1).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+from ..cooccurrence import CoOccurrence
+from ..evaluate import gold_ranks, recommendation_metrics
+from ..io import atomic_path
+from ..kg import load_kg_tensors
+from ..models.lm import FrozenModels, load_frozen
+from ..train import StageSettings, load_safetensors, mean_loss, validation
+from .data import FEEDBACK_CODE, Collator, Sample, TextSide, rec_samples
+from .model import PromptedModel, build_prompt_encoder
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BaseModels:
+    """The frozen models of the prompt-encoder stages (``models.plm``, ``models.text_encoder``)."""
+
+    plm: str  # the language model the prompts condition
+    text_encoder: str  # encodes the dialogue for the prompt encoder
+
+
+@dataclass(frozen=True, kw_only=True)
+class PromptSettings(StageSettings):
+    """The ``pretrain`` section; the keys every prompt-encoder stage reads."""
+
+    max_length: int  # tokens of the dialogue context
+    entity_max_length: int
+    num_bases: int  # R-GCN basis decomposition
+    emotion_dim: int
+    emotion_slots: int  # emotions per entity slot
+    mask_padding: bool  # false: the reference's unmasked fusion (ECR_SPEC 8.13)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConversationTraining(PromptSettings):
+    """The ``conversation`` section without its decoding keys (conversation_train's)."""
+
+    resp_max_length: int
+    n_prefix_conv: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConversationSettings(ConversationTraining):
+    """The whole ``conversation`` section (conversation_generate's)."""
+
+    max_gen_len: int
+    no_repeat_ngram_size: int
+    gen_batch_size: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecommendTraining(PromptSettings):
+    """The ``recommend`` section without ``top_k`` (recommend_train's)."""
+
+    n_prefix_rec: int
+    use_resp: bool  # u_r in the prompt
+    feedback_weights: dict  # like / dislike / not_said -> loss weight (variants with weighted_loss)
+    loss_labels: str  # entities | items
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecommendSettings(RecommendTraining):
+    """The whole ``recommend`` section (recommend_predict's)."""
+
+    top_k: int  # predictions kept per sample
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A prompt-encoder variant (``variants.pretrain.<name>``, ``variants.recommend.<name>``)."""
+
+    emotions: bool  # emotion-aware local entities
+    global_entities: bool  # co-occurrence (--nei_mer)
+    weighted_loss: bool = False  # feedback-weighted loss (stage 2)
+    pretrain: str | None = None  # the stage-1 variant a stage-2 variant starts from
+
+
+def fingerprint_params(**parts) -> dict:
+    """Dataclasses as dicts, for :func:`ecrflow.train.fingerprint`."""
+    return {k: asdict(v) if hasattr(v, "__dataclass_fields__") else v for k, v in parts.items()}
+
+
+@dataclass
+class Setup:
+    frozen: FrozenModels
+    kg_meta: dict
+    edge_index: torch.Tensor
+    edge_type: torch.Tensor
+
+    @property
+    def pad_entity(self) -> int:
+        return self.kg_meta["pad_entity"]
+
+
+def load_setup(models: BaseModels, kg_tensors, precision: str = "fp32") -> Setup:
+    from ..train import mixed_precision
+
+    edge_index, edge_type, meta = load_kg_tensors(kg_tensors)
+    dtype = torch.bfloat16 if mixed_precision(precision) == "bf16" else None
+    return Setup(load_frozen(models.plm, models.text_encoder, dtype=dtype), meta, edge_index, edge_type)
+
+
+def text_sides(setup: Setup, section: PromptSettings) -> tuple[TextSide, TextSide]:
+    return (TextSide(setup.frozen.lm_tokenizer, section.max_length),
+            TextSide(setup.frozen.encoder_tokenizer, section.max_length))
+
+
+def make_collator(setup: Setup, section: PromptSettings, co: CoOccurrence | None, *, leave_dialog_out: bool = False,
+                  left_pad_lm: bool = False) -> Collator:
+    return Collator(lm_pad=setup.frozen.lm_tokenizer.pad_token_id, enc_pad=setup.frozen.encoder_tokenizer.pad_token_id,
+                    pad_entity=setup.pad_entity, emotion_top_n=section.emotion_slots, cooccurrence=co,
+                    leave_dialog_out=leave_dialog_out, left_pad_lm=left_pad_lm)
+
+
+def build_model(setup: Setup, section: PromptSettings, flags: Variant, *, n_prefix: int, fusion: str, init=None,
+                item_ids=None, loss_labels: str = "entities") -> PromptedModel:
+    from ..train import seed_everything
+
+    seed_everything(section.seed)  # the initialisation is part of the run: same seed, same model
+    prompt = build_prompt_encoder(setup.frozen, setup.kg_meta, setup.edge_index, setup.edge_type,
+                                  num_bases=section.num_bases, emotion_dim=section.emotion_dim,
+                                  n_prefix=n_prefix, emotions=flags.emotions,
+                                  global_entities=flags.global_entities, fusion=fusion,
+                                  mask_padding=section.mask_padding)
+    if init is not None:
+        report = prompt.load_compatible(load_safetensors(init))
+        log.info("initialised from %s: %d tensors loaded, new: %s, ignored: %s", init, len(report["loaded"]),
+                 report["new"] or "none", report["ignored"] or "none")
+    ids = torch.as_tensor(item_ids) if item_ids is not None else None
+    return PromptedModel(setup.frozen, prompt, item_ids=ids, loss_labels=loss_labels)
+
+
+def cooccurrence(flags: Variant, matrix, contributions) -> CoOccurrence | None:
+    if not flags.global_entities:
+        return None
+    if matrix is None:
+        raise ValueError("global_entities is on but no co-occurrence matrix was given")
+    return CoOccurrence.load(matrix, contributions)
+
+
+def loader(samples: list[Sample], collate, batch_size: int, accelerator):
+    from torch.utils.data import DataLoader
+
+    def with_pos(idx):
+        batch = collate([samples[i] for i in idx])
+        batch["pos"] = torch.tensor(idx)
+        return batch
+
+    dl = DataLoader(list(range(len(samples))), batch_size=batch_size, shuffle=False, collate_fn=with_pos)
+    return accelerator.prepare(dl) if accelerator is not None else dl
+
+
+@torch.no_grad()
+def score_samples(model: PromptedModel, samples: list[Sample], collate, *, batch_size: int, item_ids: list[int],
+                  top_k: int, accelerator) -> dict[str, np.ndarray]:
+    """Per-sample loss, gold rank among the items, gold softmax probability over all entities and the top-k
+    items with scores, in sample order (gathered over processes)."""
+    model.eval()
+    items = torch.as_tensor(item_ids, device=accelerator.device)
+    pos_of = torch.full((model.prompt.cfg.n_entity,), -1, dtype=torch.long, device=accelerator.device)
+    pos_of[items] = torch.arange(len(items), device=accelerator.device)
+    k = min(top_k, len(item_ids))
+    parts: dict[str, list] = {n: [] for n in ("pos", "loss", "rank", "prob", "top_items", "top_scores")}
+    for batch in loader(samples, collate, batch_size, accelerator):
+        with accelerator.autocast():
+            out = model(batch, "rec")
+        logits = out["logits"]
+        target = batch["target"]
+        ce = torch.nn.functional.cross_entropy(logits, target, reduction="none")
+        prob = logits.softmax(-1).gather(1, target[:, None]).squeeze(1)
+        item_scores = logits[:, items]
+        gold_col = pos_of[target]
+        rank = torch.from_numpy(gold_ranks(item_scores.cpu().numpy(), gold_col.clamp(min=0).cpu().numpy()))
+        rank = torch.where(gold_col.cpu() < 0, torch.full_like(rank, len(item_ids)), rank).to(logits.device)
+        top_s, top_i = item_scores.topk(k, dim=1)
+        for name, t in (("pos", batch["pos"]), ("loss", ce), ("rank", rank), ("prob", prob),
+                        ("top_items", items[top_i]), ("top_scores", top_s)):
+            parts[name].append(accelerator.gather_for_metrics(t.contiguous()).cpu())
+    merged = {n: torch.cat(v).numpy() for n, v in parts.items()}
+    order = np.argsort(merged.pop("pos"), kind="stable")
+    return {n: v[order] for n, v in merged.items()}
+
+
+def rec_validation(model, samples, collate, section: PromptSettings, item_ids, accelerator, ks=(1, 10, 50)):
+    """Per-epoch validation of stages 1 and 2: the mean loss, Recall@k and AUC of the ranked samples."""
+    def measure(samples) -> dict:
+        s = score_samples(model, samples, collate, batch_size=section.eval_batch_size, item_ids=item_ids,
+                          top_k=max(ks), accelerator=accelerator)
+        fb = np.array([FEEDBACK_CODE[x.feedback] for x in samples])
+        metrics = recommendation_metrics(s["rank"], fb, s["prob"], ks=ks)
+        keep = {k: v for k, v in metrics.items() if k.startswith(("recall@", "auc"))}
+        return {"loss": float(s["loss"].mean()), **keep}
+    return validation(samples, measure, empty={"loss": None})
+
+
+def conversation_validation(model, samples, collate, section: PromptSettings, accelerator):
+    """The conversation module's validation: the mean loss over the batches (split over the processes)."""
+    def measure(samples) -> dict:
+        batches = loader(samples, collate, section.eval_batch_size, accelerator)
+        return {"loss": mean_loss(model, batches, task="conv", accelerator=accelerator, sharded=True)}
+    return validation(samples, measure, empty={"loss": None})
+
+
+def write_model(path, state: dict, cfg, extra: dict) -> None:
+    from safetensors.torch import save_file
+
+    with atomic_path(path) as tmp:
+        save_file({k: v.contiguous() for k, v in state.items()}, str(tmp),
+                  metadata={"prompt_config": json.dumps(cfg.to_dict()), **extra})
+
+
+RESPONSE_SCHEMA = pa.schema([("dialog_id", pa.string()), ("turn", pa.int32()), ("resp", pa.string())])
+
+
+def load_responses(path) -> dict[tuple[str, int], str]:
+    t = pq.read_table(path)
+    return {(d, int(k)): r for d, k, r in zip(t.column("dialog_id").to_pylist(), t.column("turn").to_pylist(),
+                                             t.column("resp").to_pylist())}
+
+
+def rec_inputs(setup, section: RecommendTraining, flags: Variant, table_path, responses_path) -> list[Sample]:
+    lm, enc = text_sides(setup, section)
+    weights = section.feedback_weights if flags.weighted_loss else None
+    responses = load_responses(responses_path) if (section.use_resp and responses_path) else None
+    return rec_samples(pq.read_table(table_path), lm, enc, section.entity_max_length, feedback_weights=weights,
+                       responses=responses)
+
+
+PREDICTION_SCHEMA = pa.schema([
+    ("dialog_id", pa.string()),
+    ("turn", pa.int32()),
+    ("item", pa.int64()),  # the gold item of the sample
+    ("feedback", pa.string()),
+    ("gold_rank", pa.int32()),  # 0-based rank of the gold item among all items (ties pessimistic)
+    ("gold_prob", pa.float32()),  # softmax over all entities at the gold item (the AUC score, ECR_SPEC 6.1)
+    ("loss", pa.float32()),
+    ("top_items", pa.list_(pa.int64())),
+    ("top_scores", pa.list_(pa.float32())),
+])
+
+
+def metrics_from_predictions(path, *, ks, auc_batch_size: int) -> dict:
+    t = pq.read_table(path, columns=["gold_rank", "feedback", "gold_prob"])
+    fb = np.array([FEEDBACK_CODE[x] for x in t.column("feedback").to_pylist()])
+    return recommendation_metrics(t.column("gold_rank").to_numpy(), fb, t.column("gold_prob").to_numpy(),
+                                  ks=tuple(ks), auc_batch_size=auc_batch_size)
