@@ -1,4 +1,5 @@
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -35,6 +36,12 @@ def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.Compl
     return proc
 
 
+def dry_run(workdir: Path, *args: str) -> dict[str, int]:
+    """Rule -> job count that ``snakemake -n`` plans in ``workdir``. ``--nolock``: a dry run writes no output,
+    so tests can share one built workspace instead of copying it."""
+    return planned_jobs(snakemake(workdir, "-n", "--nolock", *args).stdout)
+
+
 def planned_jobs(output: str) -> dict[str, int]:
     """Rule -> job count from the 'Job stats' table of a dry run (empty when nothing is to be done)."""
     jobs: dict[str, int] = {}
@@ -50,9 +57,24 @@ def planned_jobs(output: str) -> dict[str, int]:
     return jobs
 
 
+TIERS = ("unit", "dag", "e2e", "slurm")
+
+
+def pytest_collection_modifyitems(items):
+    """Tiers by marker (``pytest -m unit`` for the fast ones): dag (dry runs and early failures of the
+    workflow), e2e (builds with Snakemake), slurm (a local SLURM cluster); every other test is unit."""
+    for item in items:
+        if not any(item.get_closest_marker(t) for t in TIERS[1:]):
+            item.add_marker(pytest.mark.unit)
+
+
 @pytest.fixture(scope="session")
 def toy_workspace(tmp_path_factory) -> Path:
-    """A workspace where the toy DAG's data targets were built once."""
+    """The whole toy DAG, built once per test session. Tests only read it: those that change a workspace
+    take a copy (copy_workspace), dry runs use it as it is (dry_run)."""
+    reuse = os.environ.get("ECRFLOW_TOY_WORKSPACE")
+    if reuse:  # a workspace built earlier with config/toy.yaml (faster iteration on the e2e assertions)
+        return Path(reuse)
     ws = tmp_path_factory.mktemp("toy_ws")
     snakemake(ws, "--configfile", str(REPO / "config" / "toy.yaml"))
     return ws

@@ -22,12 +22,12 @@ def test_launch_command_uses_accelerate_per_gpu(monkeypatch):
     assert launch_command(2, "/tmp/x.py")[1:3] == ["-m", "torch.distributed.run"]
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_two_gpu_rule_trains_in_two_processes(copy_workspace):
     """resources.critic.gpus: 2 starts the critic's script twice (on CPU here, ECRFLOW_LAUNCH_CPU=1): the
     shared Trainer splits each micro-batch over the two processes and only the main one writes."""
     ws = copy_workspace()
-    over = {"resources": {"critic": {"cpus": 1, "mem_mb": 4000, "runtime": 30, "gpus": 2}}, "critic": {"epochs": 3}}
+    over = {"resources": {"critic": {"cpus": 1, "mem_mb": 4000, "runtime": 30, "gpus": 2}}, "critic": {"epochs": 1}}
     (ws / "gpus.yaml").write_text(yaml.safe_dump(over))
     env = {**os.environ, "ECRFLOW_LAUNCH_CPU": "1"}
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--cores", "2",
@@ -40,7 +40,7 @@ def test_two_gpu_rule_trains_in_two_processes(copy_workspace):
     assert rows[0].startswith("split,head,target") and len(rows) > 10
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_estimate_prints_projections_and_flags_what_does_not_fit(toy_workspace, tmp_path):
     est = [sys.executable, "-m", "ecrflow.estimate", "--configfile", TOY, "--base", str(REPO / "config" / "config.yaml"),
            "--rules", "critic", "recommend_train", "--steps", "1"]

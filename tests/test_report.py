@@ -9,7 +9,7 @@ import pytest
 
 from conftest import REPO, snakemake
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.e2e
 TOY = str(REPO / "config" / "toy.yaml")
 
 

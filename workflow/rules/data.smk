@@ -12,6 +12,8 @@ if config["toy"]["enabled"]:
             with_emotions=REQUIRE_EMOTION,
         log:
             f"{LOGS}/toy_data.log",
+        benchmark:
+            f"{BENCH}/toy_data.tsv"
         resources:
             **stage_resources("default"),
         script:
@@ -31,6 +33,8 @@ rule validate_input:
         reviews=config["data"]["reviews"],
     log:
         f"{LOGS}/validate_input.log",
+    benchmark:
+        f"{BENCH}/validate_input.tsv"
     resources:
         **stage_resources("default"),
     script:
@@ -54,6 +58,8 @@ rule process_split:
         split="|".join(SPLITS),
     log:
         f"{LOGS}/process_split/{{split}}.log",
+    benchmark:
+        f"{BENCH}/process_split/{{split}}.tsv"
     resources:
         **stage_resources("default"),
     script:
@@ -70,6 +76,8 @@ rule items:
         items_table=f"{DATA}/items.parquet",
     log:
         f"{LOGS}/items.log",
+    benchmark:
+        f"{BENCH}/items.tsv"
     resources:
         **stage_resources("default"),
     script:
@@ -89,6 +97,8 @@ if config["data"]["unicrs_responses"]:
             split="|".join(SPLITS),
         log:
             f"{LOGS}/unicrs_responses/{{split}}.log",
+        benchmark:
+            f"{BENCH}/unicrs_responses/{{split}}.tsv"
         resources:
             **stage_resources("default"),
         script:

@@ -14,6 +14,8 @@ if config["toy"]["enabled"]:
             seed=config["toy"]["seed"],
         log:
             f"{LOGS}/toy_emotion_lm.log",
+        benchmark:
+            f"{BENCH}/toy_emotion_lm.tsv"
         resources:
             **stage_resources("default"),
         script:
@@ -28,8 +30,7 @@ rule emotion_annotate:
         annotations=f"{EMO}/annotations.jsonl",
         summary=f"{EMO}/annotation_summary.json",
     params:
-        llm=config["emotion_labels"]["llm"],
-        options={k: v for k, v in config["emotion_labels"].items() if k != "llm"},
+        options=config["emotion_labels"],
         cache_dir=f"{WORK}/llm_cache/emotion_annotate",  # resumable answers; not an output
     log:
         f"{LOGS}/emotion_annotate.log",
@@ -76,6 +77,8 @@ rule emotion_label:
         split="|".join(SPLITS),
     log:
         f"{LOGS}/emotion_label/{{split}}.log",
+    benchmark:
+        f"{BENCH}/emotion_label/{{split}}.tsv"
     threads: stage_threads("predict")
     resources:
         **stage_resources("predict"),

@@ -15,6 +15,8 @@ if config["toy"]["enabled"]:
             seed=config["toy"]["seed"],
         log:
             f"{LOGS}/toy_llama.log",
+        benchmark:
+            f"{BENCH}/toy_llama.tsv"
         resources:
             **stage_resources("default"),
         script:
@@ -37,6 +39,8 @@ rule review_knowledge:
         knowledge=config["knowledge"],
     log:
         f"{LOGS}/review_knowledge.log",
+    benchmark:
+        f"{BENCH}/review_knowledge.tsv"
     resources:
         **stage_resources("default"),
     script:
@@ -57,6 +61,8 @@ rule filter_reviews:
         options={k: v for k, v in config["reviews"].items() if k != "profiles"},
     log:
         f"{LOGS}/filter_reviews/{{profile}}.log",
+    benchmark:
+        f"{BENCH}/filter_reviews/{{profile}}.tsv"
     resources:
         **stage_resources("default"),
     script:
@@ -72,6 +78,8 @@ rule first_sentence_templates:
         n=config["generation"]["n_templates"],
     log:
         f"{LOGS}/first_sentence_templates.log",
+    benchmark:
+        f"{BENCH}/first_sentence_templates.tsv"
     resources:
         **stage_resources("default"),
     script:
@@ -129,6 +137,8 @@ rule generate_responses:
         precision=config["train"]["precision"],
     log:
         f"{LOGS}/generate_responses/{{kind}}_{{split}}.log",
+    benchmark:
+        f"{BENCH}/generate_responses/{{kind}}_{{split}}.tsv"
     threads: stage_threads("generate")
     resources:
         **stage_resources("generate"),
@@ -145,6 +155,8 @@ rule generation_objective:
         kinds=config["generation"]["kinds"],
     log:
         f"{LOGS}/generation_objective.log",
+    benchmark:
+        f"{BENCH}/generation_objective.tsv"
     resources:
         **stage_resources("default"),
     script:

@@ -18,6 +18,8 @@ rule judge_sample:
         max_history=config["judge"]["max_history"],
     log:
         f"{LOGS}/judge_sample/{{split}}.log",
+    benchmark:
+        f"{BENCH}/judge_sample/{{split}}.tsv"
     resources:
         **stage_resources("default"),
     script:
@@ -84,6 +86,8 @@ rule table2:
         seed=config["judge"]["seed"],
     log:
         f"{LOGS}/table2.log",
+    benchmark:
+        f"{BENCH}/table2.tsv"
     resources:
         **stage_resources("default"),
     script:

@@ -16,6 +16,8 @@ rule kg_tensors:
         reverse_edges=config["kg"]["reverse"],
     log:
         f"{LOGS}/kg_tensors.log",
+    benchmark:
+        f"{BENCH}/kg_tensors.tsv"
     resources:
         **stage_resources("default"),
     script:

@@ -18,6 +18,8 @@ if config["toy"]["enabled"]:
             seed=config["toy"]["seed"],
         log:
             f"{LOGS}/toy_models.log",
+        benchmark:
+            f"{BENCH}/toy_models.tsv"
         resources:
             **stage_resources("default"),
         script:
@@ -95,6 +97,8 @@ rule conversation_generate:
         splits=SPLITS,
     log:
         f"{LOGS}/conversation_generate.log",
+    benchmark:
+        f"{BENCH}/conversation_generate.tsv"
     threads: stage_threads("predict")
     resources:
         **stage_resources("predict"),
@@ -157,6 +161,8 @@ rule recommend_predict:
         models=FROZEN,
     log:
         f"{LOGS}/recommend_predict/{{variant}}.log",
+    benchmark:
+        f"{BENCH}/recommend_predict/{{variant}}.tsv"
     threads: stage_threads("predict")
     resources:
         **stage_resources("predict"),
@@ -179,6 +185,8 @@ rule rec_table:
         auc_batch_size=config["evaluation"]["auc_batch_size"],
     log:
         f"{LOGS}/{{table}}.log",
+    benchmark:
+        f"{BENCH}/{{table}}.tsv"
     resources:
         **stage_resources("default"),
     script:

@@ -11,6 +11,8 @@ rule training_curve:
         name="|".join(CURVES) or "no-curve",
     log:
         f"{LOGS}/training_curve/{{name}}.log",
+    benchmark:
+        f"{BENCH}/training_curve/{{name}}.tsv"
     resources:
         **stage_resources("default"),
     script:

@@ -47,11 +47,13 @@ rule rl_generate:
         precision=config["train"]["precision"],
     log:
         f"{LOGS}/generate_responses/rl_{RL_KIND}_test.log",
+    benchmark:
+        f"{BENCH}/generate_responses/rl_{RL_KIND}_test.tsv"
     threads: stage_threads("generate")
     resources:
         **stage_resources("generate"),
     script:
-        "../scripts/generate_responses.py"
+        "../scripts/rl_generate.py"
 
 
 rule rl_comparison:
@@ -72,6 +74,8 @@ rule rl_comparison:
         seed=config["rl"]["seed"],
     log:
         f"{LOGS}/rl_comparison.log",
+    benchmark:
+        f"{BENCH}/rl_comparison.tsv"
     resources:
         **stage_resources("default"),
     script:

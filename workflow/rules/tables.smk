@@ -11,6 +11,8 @@ rule dataset_stats:
         report(f"{TABLES}/dataset_stats.csv", caption="../report/tables.rst", category="Tables"),
     log:
         f"{LOGS}/dataset_stats.log",
+    benchmark:
+        f"{BENCH}/dataset_stats.tsv"
     resources:
         **stage_resources("default"),
     script:
@@ -30,6 +32,8 @@ rule baselines:
         ks=config["evaluation"]["ks"],
     log:
         f"{LOGS}/baselines.log",
+    benchmark:
+        f"{BENCH}/baselines.tsv"
     resources:
         **stage_resources("default"),
     script:
