@@ -1,13 +1,12 @@
 """Several processes for a rule that asks for more than one GPU, and the pre-submission estimate."""
 
-import os
 import subprocess
 import sys
 
 import pytest
 import yaml
 
-from conftest import REPO
+from conftest import REPO, local_env
 from ecrflow.smk import launch_command
 
 TOY = str(REPO / "config" / "toy.yaml")
@@ -29,7 +28,7 @@ def test_two_gpu_rule_trains_in_two_processes(copy_workspace):
     ws = copy_workspace()
     over = {"resources": {"critic": {"cpus": 1, "mem_mb": 4000, "runtime": 30, "gpus": 2}}, "critic": {"epochs": 1}}
     (ws / "gpus.yaml").write_text(yaml.safe_dump(over))
-    env = {**os.environ, "ECRFLOW_LAUNCH_CPU": "1"}
+    env = {**local_env(), "ECRFLOW_LAUNCH_CPU": "1"}
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--cores", "2",
            "results/tables/critic.csv", "--configfile", TOY, str(ws / "gpus.yaml")]
     subprocess.run(cmd, cwd=ws, env=env, check=True, capture_output=True, text=True)

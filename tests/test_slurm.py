@@ -73,15 +73,16 @@ def _over(ws, extra: dict) -> str:
 
 
 def test_recommendation_branch_runs_in_its_partitions(cluster, toy_workspace, copy_workspace):
-    """Table 1 of the toy run through profiles/slurm, rebuilt on a copy of the built workspace from the
-    co-occurrence counts on (CPU) through both stages (GPU) to the table (CPU): GPU stages in partition gpu
-    with one GPU each, the rest in cpu without one; the table equals the one built without SLURM."""
+    """Table 1 of the toy run through profiles/slurm, its UniCRS row rebuilt on a copy of the built
+    workspace: stage 1, stage 2 and its predictions (GPU) and the table (CPU). GPU stages run in partition
+    gpu with one GPU each, the rest in cpu without one; the table equals the one built without SLURM."""
     ws = copy_workspace()
     over = _over(ws, {})
-    snakemake(ws, "results/tables/table1.csv", "-R", "cooccurrence", "pretrain", *SLURM, "--configfile", TOY, over)
+    snakemake(ws, "results/tables/table1.csv", "-R", "results/pretrain/unicrs/model.safetensors", *SLURM,
+              "--configfile", TOY, over, slurm=True)
     jobs = slurm_jobs(ws)
     rules = {_rule(j) for j in jobs}
-    assert rules == GPU_RULES | {"cooccurrence", "rec_table"} and len(jobs) == 8
+    assert rules == GPU_RULES | {"rec_table"} and len(jobs) == 4
     for job in jobs:
         assert job["JobState"] == "COMPLETED", job
         if _rule(job) in GPU_RULES:

@@ -14,7 +14,7 @@ import yaml
 
 from safetensors.torch import load_file
 
-from conftest import REPO, dry_run, snakemake
+from conftest import REPO, dry_run, local_env, snakemake
 from ecrflow.constants import EMOTIONS
 
 pytestmark = pytest.mark.e2e  # the dry-run tests below are marked dag
@@ -369,7 +369,9 @@ def test_emotion_labels_made_by_the_pipeline(tmp_path):
     process_split reads the labels. (Training on them is the same code as on the release's labels.)"""
     (tmp_path / "over.yaml").write_text(yaml.safe_dump(
         {"data": {"emotions": "pipeline", "dialog_pattern": "{split}_data_dbpedia_raw.jsonl"}}))
-    snakemake(tmp_path, "results/data/processed/train_rec.parquet", "--configfile", TOY, str(tmp_path / "over.yaml"))
+    labelled = [f"results/emotion/labelled/{split}_data_dbpedia_emo.jsonl" for split in ("train", "valid", "test")]
+    snakemake(tmp_path, "results/data/processed/train_rec.parquet", *labelled, "--configfile", TOY,
+              str(tmp_path / "over.yaml"))
     emo = tmp_path / "results" / "emotion"
     raw = (tmp_path / "results" / "toy" / "raw" / "train_data_dbpedia_raw.jsonl").read_text()
     assert '"emotion"' not in raw  # the input carries no labels
@@ -429,7 +431,7 @@ def test_killed_stage2_resumes_from_its_checkpoint(copy_workspace):
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--cores", "2", target,
            "--forcerun", "recommend_train", "--configfile", TOY, str(ws / "over.yaml")]
     proc = subprocess.Popen(cmd, cwd=ws, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+                            start_new_session=True, env=local_env())
     state = ws / "results" / "work" / "recommend" / "unicrs" / "checkpoint" / "trainer_state.json"
     deadline = time.time() + 300
     while not state.exists() or json.loads(state.read_text())["step"] < 10:

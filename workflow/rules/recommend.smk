@@ -186,7 +186,7 @@ rule rec_table:
     log:
         f"{LOGS}/{{table}}.log",
     benchmark:
-        f"{BENCH}/{{table}}.tsv"
+        f"{BENCH}/rec_table/{{table}}.tsv"
     resources:
         **stage_resources("default"),
     script:

@@ -48,7 +48,7 @@ rule rl_generate:
     log:
         f"{LOGS}/generate_responses/rl_{RL_KIND}_test.log",
     benchmark:
-        f"{BENCH}/generate_responses/rl_{RL_KIND}_test.tsv"
+        f"{BENCH}/rl_generate/{RL_KIND}_test.tsv"
     threads: stage_threads("generate")
     resources:
         **stage_resources("generate"),

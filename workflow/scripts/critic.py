@@ -1,5 +1,5 @@
 from ecrflow.critic.steps import critic
-from ecrflow.judge.steps import UNICRS
+from ecrflow.judge.contexts import UNICRS
 from ecrflow.smk import run
 
 i, o, p = snakemake.input, snakemake.output, snakemake.params

@@ -21,7 +21,8 @@ def critic(sample, files: dict, scores: dict, *, out_dir, metrics_out, table_out
     MAE / Spearman on the held-out dialogues against the merged and each judge's scores."""
     from ..io import write_csv, write_json
     from ..judge.scoring import METRIC_KEYS
-    from ..judge.steps import read_sample, read_scores, system_replies
+    from ..judge.contexts import read_sample, system_replies
+    from ..judge.tables import read_scores
 
     section, train_cfg = typed(CriticSettings, section, "critic"), typed(TrainSettings, train_cfg, "train")
     metrics = list(METRIC_KEYS)

@@ -10,7 +10,7 @@ import pyarrow as pa
 
 from ..config import section
 from ..io import write_csv, write_json, write_jsonl, write_parquet
-from .contexts import UNICRS, build_sample, read_sample, system_replies  # noqa: F401 (UNICRS: scripts/critic.py)
+from .contexts import build_sample, read_sample, system_replies
 from .scoring import JudgeOptions
 from .tables import read_scores
 

@@ -49,7 +49,7 @@ def rl_comparison(sample, supervised, rl, critic_dir, scores: dict, *, out, supe
     from ..generate.metrics import distinct_ratio, tokenize
     from ..judge.contexts import read_generated, read_sample
     from ..judge.scoring import METRIC_KEYS
-    from ..judge.steps import read_scores
+    from ..judge.tables import read_scores
     from ..judge.tables import nested
 
     contexts = read_sample(sample)
