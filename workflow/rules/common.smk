@@ -18,6 +18,10 @@ BENCH = "results/benchmarks"
 REQUIRE_EMOTION = config["data"]["emotions"] == "dataset"  # the raw dialogues carry emotion labels
 LABELLED = config["data"]["emotions"] == "pipeline"  # labels made by the emotion rules (emotion.smk)
 EMO = "results/emotion"
+# The longest chain of the DAG (conversation module -> generators -> judged samples -> judges -> critic -> RL
+# -> the judges on the RL replies) goes first when jobs wait for cores: on a workstation the other branches
+# fill the gaps instead of delaying it. Order only; no result depends on it.
+CRITICAL_PATH = 10
 
 if not config["toy"]["enabled"]:
     # A real run: a missing release file is reported now, with where to get it, not hours into a job.

@@ -19,6 +19,7 @@ rule critic:
         section=config["critic"],
         precision=config["train"]["precision"],  # checkpoint_every changes no result: not a param
         work_dir=f"{WORK}/critic",
+    priority: CRITICAL_PATH
     log:
         f"{LOGS}/critic.log",
     benchmark:

@@ -76,6 +76,7 @@ rule first_sentence_templates:
         f"{GEN}/templates.json",
     params:
         n=config["generation"]["n_templates"],
+    priority: CRITICAL_PATH
     log:
         f"{LOGS}/first_sentence_templates.log",
     benchmark:
@@ -105,6 +106,7 @@ for _kind in config["generator"]:
             gen=generation_for_training(),
             precision=config["train"]["precision"],  # checkpoint_every changes no result: not a param
             work_dir=f"{WORK}/generator/{_kind}",
+        priority: CRITICAL_PATH
         log:
             f"{LOGS}/generator_train/{_kind}.log",
         benchmark:
@@ -135,6 +137,7 @@ rule generate_responses:
         gen=generation_for_inference(),
         relations=config["knowledge"]["relations"],
         precision=config["train"]["precision"],
+    priority: CRITICAL_PATH
     log:
         f"{LOGS}/generate_responses/{{kind}}_{{split}}.log",
     benchmark:

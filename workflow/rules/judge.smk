@@ -16,6 +16,7 @@ rule judge_sample:
         n=lambda wc: config["judge"]["samples"][wc.split],
         seed=config["judge"]["seed"],
         max_history=config["judge"]["max_history"],
+    priority: CRITICAL_PATH
     log:
         f"{LOGS}/judge_sample/{{split}}.log",
     benchmark:
@@ -64,6 +65,7 @@ rule judge:
         systems=lambda wc: [s for s, f in judged_systems(wc.split).items() if f],
         options=lambda wc: judge_options(wc.judge),
         cache_dir=lambda wc: f"{WORK}/llm_cache/judge/{wc.judge}",  # resumable answers; not an output
+    priority: CRITICAL_PATH
     log:
         f"{LOGS}/judge/{{judge}}_{{split}}.log",
     benchmark:

@@ -71,6 +71,7 @@ rule conversation_train:
         precision=config["train"]["precision"],  # checkpoint_every changes no result: not a param
         models=FROZEN,
         work_dir=f"{WORK}/conversation",
+    priority: CRITICAL_PATH
     log:
         f"{LOGS}/conversation_train.log",
     benchmark:
@@ -95,6 +96,7 @@ rule conversation_generate:
         precision=config["train"]["precision"],  # checkpoint_every changes no result: not a param
         models=FROZEN,
         splits=SPLITS,
+    priority: CRITICAL_PATH
     log:
         f"{LOGS}/conversation_generate.log",
     benchmark:

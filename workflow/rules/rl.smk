@@ -19,6 +19,7 @@ rule rl_train:
         gen=generation_for_inference(),
         precision=config["train"]["precision"],
         work_dir=f"{WORK}/rl/{RL_KIND}",
+    priority: CRITICAL_PATH
     log:
         f"{LOGS}/rl_train/{RL_KIND}.log",
     benchmark:
@@ -45,6 +46,7 @@ rule rl_generate:
         gen=generation_for_inference(),
         relations=config["knowledge"]["relations"],
         precision=config["train"]["precision"],
+    priority: CRITICAL_PATH
     log:
         f"{LOGS}/generate_responses/rl_{RL_KIND}_test.log",
     benchmark:
