@@ -15,6 +15,7 @@ report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/models.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/emotion.smk"
 include: "workflow/rules/kg.smk"

@@ -24,6 +24,39 @@ def test_ranks_and_metrics_by_hand():
     assert recall_at_k(np.array([]), 10) == 0.0
 
 
+def test_tied_scores_are_ranked_fairly():
+    # Row 1: gold 2 is alone at rank 1. Row 2: gold 1 ties with items 0 and 2 at the top (3 equal scores):
+    # under a random order it is at position 0, 1 or 2 with probability 1/3 each. Row 3: gold 3 is behind
+    # one item and tied with one other: position 1 or 2.
+    scores = np.array([[0.1, 0.9, 0.5, 0.3],
+                       [0.4, 0.4, 0.4, 0.1],
+                       [0.2, 0.9, 0.5, 0.5]])
+    ahead, tied = gold_ranks(scores, np.array([2, 1, 3]), ties=True)
+    assert ahead.tolist() == [1, 0, 1] and tied.tolist() == [0, 2, 1]
+    assert gold_ranks(scores, np.array([2, 1, 3])).tolist() == [1, 2, 2]  # pessimistic: ahead + tied
+    assert recall_at_k(ahead, 1, tied) == pytest.approx((0 + 1 / 3 + 0) / 3)
+    assert recall_at_k(ahead, 2, tied) == pytest.approx((1 + 2 / 3 + 1 / 2) / 3)
+    assert recall_at_k(ahead, 3, tied) == pytest.approx(1.0)
+    assert mrr_at_k(ahead, 2, tied) == pytest.approx((1 / 2 + (1 + 1 / 2) / 3 + (1 / 2) / 2) / 3)
+    ndcg = (1 / np.log2(3) + (1 + 1 / np.log2(3) + 1 / np.log2(4)) / 3 + (1 / np.log2(3) + 1 / np.log2(4)) / 2) / 3
+    assert ndcg_at_k(ahead, 3, tied) == pytest.approx(ndcg)
+    # Without ties the fair metrics are the plain ones.
+    assert recall_at_k(np.array([0, 3]), 2, np.array([0, 0])) == recall_at_k(np.array([0, 3]), 2) == 0.5
+    # The expectation equals the average over every order of the tied items (brute force on row 2).
+    import itertools
+    hits = [list(order).index(1) < 2 for order in itertools.permutations([0, 1, 2])]
+    assert recall_at_k(ahead[1:2], 2, tied[1:2]) == pytest.approx(np.mean(hits))
+
+
+def test_recommendation_metrics_count_ties():
+    from ecrflow.evaluate import recommendation_metrics
+
+    fb = np.array([1, 0, -1])
+    m = recommendation_metrics(np.array([0, 0, 5]), fb, np.array([0.5, 0.2, 0.1]), ks=(1,),
+                               ties=np.array([1, 0, 0]))
+    assert m["recall@1"] == pytest.approx((0.5 + 1 + 0) / 3) and m["recall_true@1"] == pytest.approx(0.5)
+
+
 def _rec(rows):
     base = {"dialog_id": "d", "turn": 1, "context_roles": ["seeker"], "resp": "", "resp_text": "",
             "rec_redial_ids": None, "rec_suggested": None, "next_emotions": ["neutral"], "next_emotion_probs": [1.0],

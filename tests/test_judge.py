@@ -154,8 +154,7 @@ class Nonsense(Backend):
     model_id = "nonsense"
 
     def generate(self, requests):
-        return [Response("Scores: great, good, fine") if i % 2 else Response(None, error="HTTP 500")
-                for i, _ in enumerate(requests)]
+        return [Response("Scores: great, good, fine") for _ in requests]
 
 
 def test_contexts_that_never_parse_are_left_out_never_scored_zero(tmp_path):
@@ -165,7 +164,32 @@ def test_contexts_that_never_parse_are_left_out_never_scored_zero(tmp_path):
                                        max_attempts=2, batch_size=8, prompt=Prompt(), constrained=False)
     assert rows == []
     assert len(summary["unscored_contexts"]) == 4
-    assert summary["attempts"][0]["request_errors"] + summary["attempts"][0]["unparseable"] == 4
+    assert [(a["requests"], a["unparseable"]) for a in summary["attempts"]] == [(4, 4), (4, 4)]
+
+
+class FailsOne(Backend):
+    """Answers like ReadingJudge, except a request error for the context "User: message 1"."""
+
+    model_id = "fake-judge"
+
+    def generate(self, requests):
+        good = ReadingJudge().generate(requests)
+        return [Response(None, error="HTTP 500") if "User: message 1\n" in r.messages[1][1] else g
+                for r, g in zip(requests, good)]
+
+
+def test_a_failed_request_is_never_scored_and_a_rerun_sends_only_it(tmp_path):
+    from ecrflow.llm.stage import StageIncomplete
+
+    contexts = _contexts(4)
+    kw = dict(judge="j", seed=0, max_attempts=3, batch_size=8, prompt=Prompt(), constrained=False)
+    with RequestCache(tmp_path / "cache") as cache, pytest.raises(StageIncomplete, match="failed 1, unparseable 0"):
+        judge_contexts(contexts, _replies(contexts), FailsOne(), cache, **kw)
+    backend = ReadingJudge()
+    with RequestCache(tmp_path / "cache") as cache:
+        rows, summary = judge_contexts(contexts, _replies(contexts), backend, cache, **kw)
+    assert backend.calls == 1 and summary["judged"] == 4
+    assert {r["attempt"] for r in rows} == {1}  # the failure did not use up an attempt
 
 
 def test_cohen_kappa_hand_case():

@@ -583,7 +583,9 @@ def test_make_backend_rejects_unknown_kinds_and_options():
     with pytest.raises(ValueError, match="missing model"):
         make_backend({"kind": "http", "base_url": "http://127.0.0.1:9/v1"})
     backend = make_backend({"kind": "http", "base_url": "http://user:pw@127.0.0.1:9/v1?key=abc", "model": "m"})
-    assert backend.model_id == "openai:m@http://127.0.0.1:9/v1|guided=auto"
+    # the model, not where it is served: a server restarted elsewhere keeps the cache
+    assert backend.model_id == "openai:m|guided=auto"
+    assert backend.endpoint == "http://127.0.0.1:9/v1" and "pw" not in repr(backend) and "abc" not in repr(backend)
 
 
 def test_smollm2_gguf_names_the_missing_package(monkeypatch):
@@ -626,3 +628,91 @@ def test_smollm2_answers_a_constrained_question():
     out = backend.generate([req])[0]
     assert out.error is None and out.text in ["happy", "sad", "curious"]
     assert c.parse(out.text) == [out.text]
+
+
+# -- outages (issue 15; the stages against a loopback server are in test_llm_outage.py) ------------------------
+
+
+def test_unparseable_answers_are_kept_but_never_cache_hits(tmp_path):
+    key = ask("a").key(FakeBackend.model_id)
+    with RequestCache(tmp_path) as cache:
+        assert cache.put(key, Response("gibberish"), unparseable=True)
+        assert cache.get(key) is None and cache.entry(key) == ("gibberish", True)
+    cache = RequestCache(tmp_path)  # the flag survives a reload
+    assert cache.get(key) is None and cache.entry(key).unparseable
+    backend = FakeBackend()
+    out = run_cached(backend, [ask("a")], cache, batch_size=1)
+    assert backend.sent == ["a"] and out[0].text == "echo: a"  # asked again, and the good answer wins
+    cache.close()
+    assert RequestCache(tmp_path).get(key).text == "echo: a"
+
+
+def test_retry_after_is_seconds_or_an_http_date():
+    from datetime import datetime, timezone
+
+    from ecrflow.llm.http import _retry_after
+
+    now = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    assert _retry_after("12", now) == 12 and _retry_after(" 1.5 ", now) == 1.5
+    assert _retry_after("Fri, 02 Jan 2026 03:04:35 GMT", now) == 30
+    assert _retry_after("Fri, 02 Jan 2026 03:00:00 GMT", now) == 0  # in the past: no extra wait
+    assert _retry_after("soon", now) is None and _retry_after(None, now) is None and _retry_after("", now) is None
+
+
+def test_http_an_answer_echoing_the_key_is_redacted(api, tmp_path, monkeypatch):
+    monkeypatch.setenv("ECRFLOW_TEST_KEY", SECRET)
+    backend = client(api, api_key_env="ECRFLOW_TEST_KEY")
+    api.script = [("ok", f"happy, your key is {SECRET}")]
+    with RequestCache(tmp_path) as cache:
+        out = run_cached(backend, [ask("x")], cache, batch_size=1)
+    assert out[0].text == "happy, your key is ***" and backend.stats["redacted"] == 1
+    assert all(SECRET not in p.read_text() for p in tmp_path.iterdir())
+
+
+def test_http_breaker_trips_on_refused_connections():
+    import socket
+
+    from ecrflow.llm.base import EndpointDown
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    backend = OpenAIBackend(f"http://127.0.0.1:{port}/v1", "m", timeout=0.5, max_retries=5, backoff=0.01,
+                            concurrency=1, max_consecutive_failures=4)
+    t0 = time.time()
+    with pytest.raises(EndpointDown, match=f"127.0.0.1:{port}/v1 gave no answer to 4 consecutive attempts"):
+        backend.generate([ask(f"q{i}") for i in range(5)])
+    assert backend.stats["attempts"] == 4 and time.time() - t0 < 2
+
+
+class GoesDown(FakeBackend):
+    """Answers ``up`` requests, then raises EndpointDown (as the HTTP client does when its breaker trips)."""
+
+    def __init__(self, up):
+        super().__init__()
+        self.up = up
+
+    def iter_generate(self, requests):
+        from ecrflow.llm.base import EndpointDown
+
+        for j, resp in super().iter_generate(requests):
+            if len(self.sent) > self.up:
+                raise EndpointDown("the endpoint x gave no answer to 5 consecutive attempts")
+            yield j, resp
+
+
+def test_ask_all_stops_on_endpoint_down_and_a_rerun_sends_the_rest(tmp_path):
+    from ecrflow.llm.stage import StageIncomplete, ask_all
+
+    reqs = [ask(f"q{i}") for i in range(6)] + [ask("q0")]  # a duplicate is asked once
+    with RequestCache(tmp_path) as cache, pytest.raises(StageIncomplete) as err:
+        ask_all(GoesDown(3), cache, 7, lambda i, k: reqs[i], lambda i, k, t: t, max_attempts=2, batch_size=4,
+                stage="s")
+    assert "the endpoint x gave no answer" in str(err.value) and "sent 3, answered 3, failed 0" in str(err.value)
+    backend = FakeBackend()
+    with RequestCache(tmp_path) as cache:
+        out = ask_all(backend, cache, 7, lambda i, k: reqs[i], lambda i, k, t: t, max_attempts=2, batch_size=4,
+                      stage="s")
+    assert backend.sent == ["q3", "q4", "q5"]
+    assert [o.text for o in out] == [f"echo: q{i}" for i in range(6)] + ["echo: q0"]
+    assert [o.cached for o in out] == [True] * 3 + [False] * 3 + [True]

@@ -146,3 +146,44 @@ def test_speaker_tags_follow_roles(ecr_record, unicrs_record):
     # Seeker first: turn 2's context is tagged User, System (parity from index would give System first).
     text = serialise_context(pretrain[2]["context"], pretrain[2]["context_roles"], "</s>")
     assert text.startswith("User: Hi I am looking for a movie like Super Troopers (2001)</s>System: You should watch")
+
+
+def test_unknown_sender_makes_no_recommendation_sample(unicrs_record):
+    """A third sender repeating the seeker's liked movie: the reference would make it a recommender turn
+    whose target is Super Troopers, the seeker's own movie. Dropped, the samples are those of the clean dialog."""
+    _, clean_pretrain, clean_rec, _, _ = _records(unicrs_record, require_emotion=False)
+    record = copy.deepcopy(unicrs_record)
+    record["messages"].insert(1, dict(record["messages"][0], senderWorkerId=999, text="I loved @111776 too"))
+    e2i, pretrain, rec, _, stats = _records(record, require_emotion=False)
+    assert stats.counts["messages_from_unknown_sender_dropped"] == 1
+    assert rec == clean_rec and pretrain == clean_pretrain
+    assert all(e2i[R("Super_Troopers")] not in r["rec"] for r in rec)
+
+
+def test_null_movie_name_reads_as_empty(unicrs_record):
+    record = copy.deepcopy(unicrs_record)
+    record["movieMentions"]["111776"] = None
+    _, pretrain, rec, seq, stats = _records(record, require_emotion=False)
+    assert stats.counts["movie_mentions_null_name"] == 1
+    assert pretrain[0]["resp"] == "Hi I am looking for a movie like"  # "@111776" -> "", as the reference
+    # The message's own movie_name still names the movie; it matches no (empty) mention name.
+    assert seq["entity_name"][0] == "Super Troopers (2001)"
+
+
+def test_empty_seeker_text_in_the_label_free_path(unicrs_record):
+    """emotion_label gives a seeker message without text the release's empty label set; process_split (which
+    requires labels on a labelled file) reads it, and the sample before it weighs as neutral."""
+    from ecrflow.emotion.classifier import seeker_texts
+
+    record = copy.deepcopy(unicrs_record)
+    record["messages"][5]["text"] = "  "  # the seeker's whole turn 4
+    where, texts, empty = seeker_texts([record])
+    assert empty == 1 and (0, 5) not in where and len(texts) == 7
+    assert record["messages"][5]["emotion"] == []
+    for d, m in where:  # the classifier's labels
+        record["messages"][m]["emotion"] = {"like": 0.9, "curious": 0.05}
+    d = parse_dialog(record, "x", 1, require_emotion=True, stats=ReadStats(), emotion_source="pipeline")
+    rec = dialog_records(d, entity2id_for(record), EmotionRule(), ReadStats())[1]
+    by_turn = {r["turn"]: r for r in rec}
+    assert by_turn[3]["next_emotions"] == ["neutral"] and by_turn[3]["next_emotion_probs"] == [1.0]
+    assert by_turn[5]["next_emotions"] == ["like"]

@@ -227,3 +227,58 @@ def test_basis_rgcn_equals_pyg_rgcnconv(tiny_kg):
     assert torch.allclose(out, ref, atol=1e-5)
     for n, p in conv.named_parameters():
         assert torch.allclose(p.grad, ref_grads[n], atol=1e-4), n
+
+
+def test_prefix_is_shaped_for_grouped_query_attention(tiny_models, tiny_kg):
+    """A Llama with fewer key/value heads than query heads (SmolLM2: 9 and 3) gets a prefix of its kv heads
+    and head size, which it accepts, and which changes its output."""
+    from dataclasses import replace
+
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    toy = tiny_models["frozen"]
+    torch.manual_seed(0)
+    lm = LlamaForCausalLM(LlamaConfig(vocab_size=len(toy.lm_tokenizer), hidden_size=48, intermediate_size=64,
+                                      num_hidden_layers=2, num_attention_heads=6, num_key_value_heads=2,
+                                      head_dim=8)).eval().requires_grad_(False)  # frozen, as load_frozen
+    frozen = replace(toy, lm=lm)
+    assert frozen.lm_shape == {"hidden": 48, "n_layer": 2, "n_kv_head": 2, "head_dim": 8}
+    meta, ei, et = tiny_kg
+    model = PromptedModel(frozen, build_prompt_encoder(frozen, meta, ei, et, num_bases=2, emotion_dim=3,
+                                                       n_prefix=3, global_entities=False))
+    b = _batch(frozen, meta["pad_entity"])
+    prefix = model.prefix(b, model.prompt.entity_table())
+    assert prefix.key.shape == (2, 2, 2, 6, 8) and prefix.value.shape == prefix.key.shape  # 3 soft + 3 local
+    with torch.no_grad():
+        h = last_hidden(lm, prefix, b["lm_ids"], b["lm_mask"])
+        h2 = last_hidden(lm, Prefix(prefix.key * -2.0, prefix.value * 3.0, prefix.mask), b["lm_ids"], b["lm_mask"])
+    assert not torch.allclose(h, h2, atol=1e-4)
+    out = model(b, "rec")
+    out["loss"].backward()
+    assert model.prompt.prompt_proj2.weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in lm.parameters())
+
+
+def _global_with_empty_row(n_entity):
+    """Sample 1's second local entity has an empty co-occurrence row (the others as _global)."""
+    rows, has = _global(n_entity, ((1, 2, 3), (4,)))
+    dense = rows.to_dense()
+    dense[1] = 0
+    return dense.to_sparse_coo().coalesce(), torch.tensor([[True, False, True], [True, False, False]])
+
+
+@pytest.mark.parametrize("mask_empty_global", [False, True])
+def test_global_slots_with_an_empty_row_are_attended_as_the_reference(tiny_models, tiny_kg, mask_empty_global):
+    meta, ei, et = tiny_kg
+    torch.manual_seed(0)
+    prompt = build_prompt_encoder(tiny_models["frozen"], meta, ei, et, num_bases=2, emotion_dim=4, n_prefix=3,
+                                  mask_empty_global=mask_empty_global)
+    m = PromptedModel(tiny_models["frozen"], prompt)
+    b = _batch(tiny_models["frozen"], meta["pad_entity"], global_rows=_global_with_empty_row(12))
+    with torch.no_grad():
+        mask = m.prefix(b, m.prompt.entity_table()).mask
+    # Slots: 3 soft tokens, 3 local, 3 global. Sample 1's second global slot has an empty row: the reference
+    # fuses it (a zero vector with its entity's emotion) and the LM attends it; masked only by the switch.
+    # Padding stays masked either way (sample 2's padded slots).
+    assert mask[0].tolist() == [True] * 7 + [not mask_empty_global, True]
+    assert mask[1].tolist() == [True] * 4 + [False] * 2 + [True] + [False] * 2

@@ -110,3 +110,56 @@ def test_run_stage_writes_with_the_best_state_then_removes_the_work_dir(tmp_path
     assert result.before["loss"] > result.state.best
     losses = [e["valid"]["loss"] for e in result.state.history]
     assert result.state.best == min(losses) and result.state.best_epoch == losses.index(min(losses))
+
+
+def test_stage2_best_epoch_is_chosen_by_the_weighted_validation_loss(tmp_path, monkeypatch):
+    """Two validation samples, a liked one (weight 2) and a not-said one (0.5), one eval batch. Epoch 0:
+    CE 1 and 3 (mean 2.0, weighted 1.75); epoch 1: CE 2 and 1 (mean 1.5, weighted 2.25). The reference
+    selects by the weighted loss, so epoch 0 is best although its unweighted CE is higher."""
+    import numpy as np
+
+    from ecrflow.recommend import training
+    from ecrflow.recommend.data import Sample
+
+    ces = iter([np.array([1.0, 3.0]), np.array([2.0, 1.0]), np.array([5.0, 5.0])])
+
+    def fake_scores(model, samples, collate, **kw):
+        return {"loss": next(ces), "rank": np.array([0, 3]), "ties": np.array([0, 0]), "prob": np.array([0.5, 0.1])}
+
+    monkeypatch.setattr(training, "score_samples", fake_scores)
+    valid = [Sample("d", 1, [1], [1], [], [], [], target=0, feedback="like", weight=2.0),
+             Sample("d", 1, [1], [1], [], [], [], target=1, feedback="not_said", weight=0.5)]
+    section = type("S", (), {"eval_batch_size": 2})()
+    evaluate = training.rec_validation(None, valid, None, section, [0, 1], None, ks=(1,))
+    model = train_demo.Regression()
+    cfg = TrainConfig(epochs=2, batch_size=8, grad_accum=1, lr=0.01, warmup_steps=0, seed=0, precision="fp32")
+    result = Trainer(model, model, cfg, tmp_path, "fp", task="rec").fit(train_demo.data(), train_demo.collate,
+                                                                         evaluate=evaluate)
+    valid_hist = [h["valid"] for h in result.state.history]
+    assert [v["loss"] for v in valid_hist] == pytest.approx([1.75, 2.25])
+    assert [v["ce"] for v in valid_hist] == pytest.approx([2.0, 1.5])
+    assert result.state.best_epoch == 0
+
+
+def test_validation_loss_is_the_mean_of_batch_losses():
+    from ecrflow.recommend.training import validation_loss
+
+    # Batches of 2, each the mean of w * CE: (1 + 3) / 2 = 2 and 0.5 * 4 = 2, so 2. A partial last batch
+    # counts as much as a full one (the reference's np.mean over batches): (1 + 4) / 2, not (1 + 1 + 4) / 3.
+    assert validation_loss([1.0, 3.0, 4.0], [1.0, 1.0, 0.5], 2) == pytest.approx(2.0)
+    assert validation_loss([1.0, 1.0, 4.0], [1.0, 1.0, 1.0], 2) == pytest.approx((1.0 + 4.0) / 2)
+
+
+def test_adam_epsilon_reaches_the_optimiser(tmp_path):
+    from ecrflow.train import StageSettings, TrainSettings
+
+    section = StageSettings(epochs=1, batch_size=8, grad_accum=1, eval_batch_size=8, lr=0.1, warmup_steps=0,
+                            seed=0, adam_epsilon=1e-6)
+    cfg = TrainConfig.from_config(section, TrainSettings(precision="fp32"))
+    assert cfg.adam_epsilon == 1e-6
+    model = train_demo.Regression()
+    trainer = Trainer(model, model, cfg, tmp_path, "fp", task="rec")
+    seen = []
+    trainer.fit(train_demo.data(), train_demo.collate,
+                on_step=lambda s: seen.append(trainer.scheduler.optimizer.param_groups[0]["eps"]))
+    assert seen and set(seen) == {1e-6}

@@ -86,3 +86,28 @@ def test_unicrs_variant_validates_without_emotions(tmp_path):
     with pytest.raises(InputError, match="seeker message without 'emotion'"):
         validate_raw(tmp_path, dialog_pattern="{split}_data_dbpedia_raw.jsonl", require_emotion=True,
                      unknown_entities="drop", reviews=None)
+
+
+def test_real_file_quirks_are_counted_in_the_report(raw):
+    """One conversation with every quirk of real ReDial files: the report counts each (0 where absent)."""
+    path = raw / "test_data_dbpedia_emo.jsonl"
+    lines = path.read_text().splitlines()
+    d = json.loads(lines[1])
+    d["movieMentions"][next(iter(d["movieMentions"]))] = None
+    d["initiatorQuestions"] = []
+    d["respondentQuestions"] = []
+    d["messages"].insert(1, dict(d["messages"][0], senderWorkerId=-1))
+    seeker = next(m for m in d["messages"] if m["senderWorkerId"] == d["initiatorWorkerId"])
+    seeker.update(text="", emotion=[])
+    lines[1] = json.dumps(d)
+    path.write_text("\n".join(lines) + "\n")
+    report = _validate(raw)
+    counts = report["splits"]["test"]["counts"]
+    assert {k: counts[k] for k in ("movie_mentions_null_name", "initiator_questions_empty_list",
+                                   "respondent_questions_empty_list", "messages_from_unknown_sender_dropped",
+                                   "seeker_messages_empty_text")} == dict.fromkeys(
+        ("movie_mentions_null_name", "initiator_questions_empty_list", "respondent_questions_empty_list",
+         "messages_from_unknown_sender_dropped", "seeker_messages_empty_text"), 1)
+    assert report["splits"]["train"]["counts"]["movie_mentions_null_name"] == 0  # checked, none
+    assert report["splits"]["test"]["warning_examples"]["messages_from_unknown_sender_dropped"][0].startswith(
+        "test_data_dbpedia_emo.jsonl:2 message 1 (sender -1")

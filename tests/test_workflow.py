@@ -264,6 +264,14 @@ REVIEWS = {"review_knowledge": 1, "filter_reviews": 2}
     ({"variants": {"recommend": {"ecr": {"pretrain": "ecr", "emotions": True, "global_entities": True,
                                          "weighted_loss": False}}}},
      {"recommend_train": 1, "recommend_predict": 1, "rec_table": 2, **GEN_INFER, "training_curve": 3, "all": 1}),
+    # A variant's override of its stage section reruns that variant only (UniCRS: its own README settings).
+    ({"variants": {"recommend": {"unicrs": {"overrides": {"batch_size": 8}}}}},
+     {"recommend_train": 1, "recommend_predict": 1, "rec_table": 2, "training_curve": 1, "all": 1}),
+    ({"variants": {"pretrain": {"ecr": {"overrides": {"epochs": 1}}}}},
+     {**ECR_BRANCH, **GEN_INFER, "training_curve": 7, "all": 1}),
+    # Several seeds: every Table 1/3 variant per seed, both stages; the unseeded runs stay.
+    ({"tables": {"seeds": [1, 2]}},
+     {"pretrain_seed": 4, "recommend_train_seed": 10, "recommend_predict_seed": 10, "rec_table": 2, "all": 1}),
     # The generator: each setting reruns only what it shapes.
     ({"generation": {"no_repeat_ngram_size": 2}}, {**GEN_INFER, "all": 1}),
     ({"generation": {"rec_variant": "unicrs"}}, {**GEN_INFER, "all": 1}),
@@ -294,6 +302,48 @@ REVIEWS = {"review_knowledge": 1, "filter_reviews": 2}
 def test_a_changed_parameter_reruns_exactly_its_dependents(toy_workspace, tmp_path, change, expected):
     (tmp_path / "over.yaml").write_text(yaml.safe_dump(change))
     assert dry_run(toy_workspace, "--configfile", TOY, str(tmp_path / "over.yaml")) == expected
+
+
+@pytest.mark.dag
+def test_three_seeds_plan_three_times_the_stage2_jobs_and_one_table(tmp_path):
+    (tmp_path / "seeds.yaml").write_text(yaml.safe_dump({"tables": {"seeds": [1, 2, 3]}}))
+    one = dry_run(tmp_path, "results/tables/table1.csv", "--configfile", TOY)
+    three = dry_run(tmp_path, "results/tables/table1.csv", "--configfile", TOY, str(tmp_path / "seeds.yaml"))
+    assert {k: one[k] for k in ("pretrain", "recommend_train", "recommend_predict", "rec_table")} == {
+        "pretrain": 2, "recommend_train": 2, "recommend_predict": 2, "rec_table": 1}
+    assert {k: v for k, v in three.items() if "pretrain" in k or "recommend" in k or k == "rec_table"} == {
+        "pretrain_seed": 6, "recommend_train_seed": 6, "recommend_predict_seed": 6, "rec_table": 1}
+    proc = snakemake(tmp_path, "-n", "--nolock", "results/tables/table1.csv", "--configfile", TOY,
+                     str(tmp_path / "seeds.yaml"))
+    assert "results/recommend/ecr/seed3/test_predictions.parquet" in proc.stdout
+    assert "results/pretrain/unicrs/seed2/model.safetensors" in proc.stdout
+
+
+# What reference mode (config/reference.yaml over the toy config) changes in a built workspace: the params of
+# processing (turn_merge), of the three prompt-encoder stages (mask_padding, the emotions kept per slot), of
+# the review filter (scrub_reference_10) and of the generators' training (prompt_loss); nothing else.
+REFERENCE_CHANGES = {"data/processed", "pretrain", "conversation", "recommend", "generation/reviews", "generator"}
+
+
+def _params_changed(workspace, *configs):
+    proc = snakemake(workspace, "--list-changes", "params", "--nolock", "--configfile", TOY, *configs)
+    return {line.strip() for line in proc.stdout.splitlines() if line.strip().startswith("results/")}
+
+
+@pytest.mark.dag
+def test_reference_mode_changes_exactly_the_expected_params(toy_workspace):
+    # Snakemake 9 lists one output of every job even when nothing changed: what reference mode changes is
+    # what it lists beyond that (every rule below has several outputs, so a changed one shows).
+    files = _params_changed(toy_workspace, str(REPO / "config" / "reference.yaml")) - _params_changed(toy_workspace)
+    areas = {"/".join(f.split("/")[1:3]) if f.split("/")[1] in ("data", "generation") else f.split("/")[1]
+             for f in files}
+    assert areas == REFERENCE_CHANGES
+    assert {"results/recommend/ecr/model.safetensors", "results/pretrain/unicrs/model.safetensors",
+            "results/conversation/model.safetensors", "results/data/processed/train_rec.parquet"} <= files
+    # Not the KG, the co-occurrence, the review knowledge, the generators' inference, judges, tables.
+    assert not {f for f in files if f.startswith(("results/data/kg", "results/tables", "results/judge",
+                                                   "results/generation/dialogpt", "results/critic", "results/rl"))}
+    assert "results/generation/reviews/annotated.parquet" not in files
 
 
 def test_same_config_gives_identical_tables(toy_workspace, copy_workspace):

@@ -56,15 +56,21 @@ class CoOccurrenceCounts:
     contributions: pa.Table  # per-dialog counts (dialog_id, src, dst, count)
 
 
-def count_cooccurrence(sequences: pa.Table, n_entity: int, top_n: int = 3) -> CoOccurrenceCounts:
-    """Count emotion-compatible ordered pairs over the dialogs of a ``sequences`` table."""
+def count_cooccurrence(sequences: pa.Table, n_entity: int, top_n: int = 3,
+                       emotion_filter: bool = True) -> CoOccurrenceCounts:
+    """Count emotion-compatible ordered pairs over the dialogs of a ``sequences`` table. Without
+    ``emotion_filter`` (dialogues without emotion labels, ``data.emotions: none``) every ordered pair counts:
+    the filter would otherwise leave the table empty and the global entities without content."""
     all_src, all_dst, parts = [], [], []
     dialog_ids = sequences.column("dialog_id").to_pylist()
     entities = sequences.column("entity").to_pylist()
     emotions = sequences.column("entity_emotions").to_pylist()
     for did, ents, labs in zip(dialog_ids, entities, emotions):
         ent = np.asarray(ents, dtype=np.int64)
-        masks = np.fromiter((label_mask(x, top_n) for x in labs), dtype=np.int64, count=len(labs))
+        if emotion_filter:
+            masks = np.fromiter((label_mask(x, top_n) for x in labs), dtype=np.int64, count=len(labs))
+        else:
+            masks = np.ones(len(ent), dtype=np.int64)
         src, dst = dialog_pairs(ent, masks)
         if len(src) == 0:
             continue

@@ -7,15 +7,23 @@ class InputError(ValueError):
     """A raw input file is missing or malformed.
 
     The message always names the file and, where there is one, the line (1-based) and what was expected,
-    so that a user can fix the file or fetch the right one without reading a traceback.
+    so that a user can fix the file or fetch the right one without reading a traceback. ``field`` (the key
+    at fault) and ``expected`` are kept apart as well, for the one-block report of a failed rule
+    (:func:`ecrflow.smk.run`).
     """
 
-    def __init__(self, path, message: str, line: int | None = None, hint: str | None = None):
+    def __init__(self, path, message: str, line: int | None = None, hint: str | None = None, *,
+                 field: str | None = None, expected: str | None = None):
         self.path = str(path)
         self.line = line
         self.hint = hint
+        self.field = field
+        self.expected = expected
+        self.problem = message
         where = self.path if line is None else f"{self.path}, line {line}"
         text = f"{where}: {message}"
+        if expected:
+            text += f"; expected {expected}"
         if hint:
             text += f"\n  hint: {hint}"
         super().__init__(text)

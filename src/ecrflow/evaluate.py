@@ -9,34 +9,54 @@ from __future__ import annotations
 import numpy as np
 
 
-def gold_ranks(scores: np.ndarray, gold: np.ndarray) -> np.ndarray:
-    """0-based rank of each sample's gold column in its score row (ties ranked pessimistically: an item
-    that scores the same as the gold one counts as ahead of it, so ties never inflate recall)."""
+def gold_ranks(scores: np.ndarray, gold: np.ndarray, *, ties: bool = False):
+    """Where each sample's gold column stands in its score row.
+
+    With ``ties=True``: ``(ahead, tied)``, the number of items scoring strictly higher and the number of
+    *other* items scoring exactly the same. Ties are then counted fairly: the metrics below give the
+    expectation under a uniformly random order of the tied group (the gold item is equally likely at
+    0-based positions ahead .. ahead + tied), so a coarse score grid (bf16, integer counts) neither inflates
+    nor deflates recall. Without ``ties``: one pessimistic rank, ahead + tied (every tie counted before the
+    gold item), for callers that rank by coarse counts and want a lower bound."""
     scores = np.asarray(scores, dtype=np.float64)
     gold = np.asarray(gold, dtype=np.int64)
-    gold_score = scores[np.arange(len(gold)), gold]
-    ahead = (scores >= gold_score[:, None]).sum(axis=1) - 1
-    return ahead
+    gold_score = scores[np.arange(len(gold)), gold][:, None]
+    ahead = (scores > gold_score).sum(axis=1)
+    tied = (scores == gold_score).sum(axis=1) - 1
+    return (ahead, tied) if ties else ahead + tied
 
 
-def recall_at_k(ranks: np.ndarray, k: int) -> float:
-    """Share of samples whose gold item is in the top k (0.0 for no samples)."""
-    ranks = np.asarray(ranks)
-    return float((ranks < k).mean()) if len(ranks) else 0.0
+def _expected(ranks, ties, k: int, gain) -> np.ndarray:
+    """Per-sample expectation of gain(position) [position < k] with the gold item uniformly at one of the
+    positions ranks .. ranks + ties (0-based); gain(p) is evaluated on 0..k-1 and prefix-summed."""
+    ranks = np.asarray(ranks, dtype=np.int64)
+    ties = np.zeros_like(ranks) if ties is None else np.asarray(ties, dtype=np.int64)
+    cum = np.concatenate([[0.0], np.cumsum(gain(np.arange(k)))])  # cum[j] = sum of gains of positions < j
+    lo, hi = np.clip(ranks, 0, k), np.clip(ranks + ties + 1, 0, k)
+    return (cum[hi] - cum[lo]) / (ties + 1)
 
 
-def mrr_at_k(ranks: np.ndarray, k: int) -> float:
+def recall_at_k(ranks: np.ndarray, k: int, ties: np.ndarray | None = None) -> float:
+    """Share of samples whose gold item is in the top k (0.0 for no samples); with ``ties`` (see
+    :func:`gold_ranks`), the expected share under a random order of tied items."""
     ranks = np.asarray(ranks)
     if not len(ranks):
         return 0.0
-    return float(np.where(ranks < k, 1.0 / (ranks + 1), 0.0).mean())
+    return float(_expected(ranks, ties, k, np.ones_like).mean())
 
 
-def ndcg_at_k(ranks: np.ndarray, k: int) -> float:
+def mrr_at_k(ranks: np.ndarray, k: int, ties: np.ndarray | None = None) -> float:
     ranks = np.asarray(ranks)
     if not len(ranks):
         return 0.0
-    return float(np.where(ranks < k, 1.0 / np.log2(ranks + 2), 0.0).mean())
+    return float(_expected(ranks, ties, k, lambda p: 1.0 / (p + 1)).mean())
+
+
+def ndcg_at_k(ranks: np.ndarray, k: int, ties: np.ndarray | None = None) -> float:
+    ranks = np.asarray(ranks)
+    if not len(ranks):
+        return 0.0
+    return float(_expected(ranks, ties, k, lambda p: 1.0 / np.log2(p + 2)).mean())
 
 
 # -- feedback-aware metrics (ECR_SPEC 6.1) ----------------------------------------------------------------------
@@ -77,21 +97,24 @@ def global_auc(scores: np.ndarray, feedback: np.ndarray) -> float:
 
 
 def recommendation_metrics(ranks: np.ndarray, feedback: np.ndarray, gold_prob: np.ndarray, *, ks=(1, 10, 50),
-                           auc_batch_size: int = 32) -> dict:
-    """Every number of Tables 1 and 3 plus extras, from per-sample gold ranks (0-based, among the items),
-    feedback codes and the gold item's softmax probability over all entities, in file order.
+                           auc_batch_size: int = 32, ties: np.ndarray | None = None) -> dict:
+    """Every number of Tables 1 and 3 plus extras, from per-sample gold ranks (0-based, among the items;
+    with ``ties``, items strictly ahead and tied items as :func:`gold_ranks` returns them), feedback codes
+    and the gold item's softmax probability over all entities, in file order.
 
     recall@k over all samples; recall_true@k (RT@k) over liked samples; mrr@k, ndcg@k over all samples;
     auc (per batch, the paper's protocol) with the batches used and skipped; auc_global; mse as logged by the
     reference ((p-1)^2 for liked, p^2 for disliked samples)."""
     ranks, feedback, gold_prob = np.asarray(ranks), np.asarray(feedback), np.asarray(gold_prob, dtype=np.float64)
     liked = feedback == 1
+    ties = None if ties is None else np.asarray(ties)
+    tl = None if ties is None else ties[liked]
     out: dict = {"samples": int(len(ranks)), "liked": int(liked.sum()), "disliked": int((feedback == 0).sum())}
     for k in ks:
-        out[f"recall@{k}"] = recall_at_k(ranks, k)
-        out[f"recall_true@{k}"] = recall_at_k(ranks[liked], k)
-        out[f"mrr@{k}"] = mrr_at_k(ranks, k)
-        out[f"ndcg@{k}"] = ndcg_at_k(ranks, k)
+        out[f"recall@{k}"] = recall_at_k(ranks, k, ties)
+        out[f"recall_true@{k}"] = recall_at_k(ranks[liked], k, tl)
+        out[f"mrr@{k}"] = mrr_at_k(ranks, k, ties)
+        out[f"ndcg@{k}"] = ndcg_at_k(ranks, k, ties)
     auc, used, skipped = batch_auc(gold_prob, feedback, auc_batch_size)
     out.update({"auc": auc, "auc_batches": used, "auc_batches_skipped": skipped,
                 "auc_global": global_auc(gold_prob, feedback)})

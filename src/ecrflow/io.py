@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import hashlib
+import itertools
 import json
 import os
 import tempfile
@@ -40,7 +41,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 def write_folder(path, write: Callable[[Path], None]) -> None:
     """Fill a folder through ``write(tmp_folder)`` next to its final place and move it there whole (a
-    Snakemake directory output, a saved model, must never be left half-written)."""
+    Snakemake directory output, a saved model, must never be left half-written). Files get the usual
+    permissions (safetensors writes 0600, unreadable for the rest of a group sharing a results folder)."""
     import shutil
 
     target = Path(path)
@@ -49,6 +51,11 @@ def write_folder(path, write: Callable[[Path], None]) -> None:
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
     write(tmp)
+    umask = os.umask(0)
+    os.umask(umask)
+    for f in tmp.rglob("*"):
+        if f.is_file():
+            f.chmod(0o666 & ~umask)
     if target.exists():
         shutil.rmtree(target)
     tmp.rename(target)
@@ -87,11 +94,35 @@ def read_json(path) -> Any:
     path = Path(path)
     if not path.exists():
         raise InputError(path, "file not found")
+    data = path.read_bytes()
     try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
+        return json.loads(decode_utf8(data, path, line=None, file_offset=0))
     except json.JSONDecodeError as e:
         raise InputError(path, f"malformed JSON ({e.msg}, column {e.colno})", line=e.lineno) from None
+
+
+# Real JSON-lines files hold one conversation per line (ReDial: a few KB, at most tens of KB); a line beyond
+# this bound is not such a file (a single-line JSON dump, a binary file) and is refused before it fills memory.
+MAX_LINE_BYTES = 10 * 1024 * 1024
+
+
+def decode_utf8(raw: bytes, path, *, line: int | None, file_offset: int) -> str:
+    """``raw`` as UTF-8; a bad byte raises :class:`InputError` naming the line and the byte offset (in the
+    file, and in the line) instead of a bare UnicodeDecodeError."""
+    from .errors import InputError
+
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        if line is None:  # a whole file: find the line of the bad byte
+            line = raw.count(b"\n", 0, e.start) + 1
+            in_line = e.start - (raw.rfind(b"\n", 0, e.start) + 1)
+        else:
+            in_line = e.start
+        raise InputError(path, f"byte 0x{raw[e.start]:02x} at byte offset {file_offset + e.start} of the file "
+                         f"(byte {in_line} of the line) is not valid UTF-8", line=line, expected="UTF-8 text",
+                         hint="re-encode the file as UTF-8 (for example iconv -f latin1 -t utf-8), or fetch an "
+                              "intact copy") from None
 
 
 def iter_jsonl(path, *, expected: str, on_blank: Callable[[int], None] | None = None) -> Iterator[tuple[int, Any]]:
@@ -99,14 +130,26 @@ def iter_jsonl(path, *, expected: str, on_blank: Callable[[int], None] | None = 
     raises :class:`InputError` naming the line and ``expected`` (what each line should hold)."""
     from .errors import InputError
 
-    with open(path, encoding="utf-8") as f:
-        for line_no, raw in enumerate(f, start=1):
-            if not raw.strip():
+    offset = 0
+    with open(path, "rb") as f:
+        for line_no in itertools.count(1):
+            # Bounded read: a file without newlines must not be read whole into memory.
+            raw = f.readline(MAX_LINE_BYTES + 2)  # the bound plus a line break ("\r\n")
+            if not raw:
+                return
+            if len(raw.rstrip(b"\r\n")) > MAX_LINE_BYTES:
+                raise InputError(path, f"line longer than {MAX_LINE_BYTES // (1024 * 1024)} MB "
+                                 f"(ecrflow.io.MAX_LINE_BYTES, the bound per line)", line=line_no,
+                                 expected=expected, hint="a JSON-lines file holds one object per line; "
+                                 "check that this is the right file and that it has line breaks")
+            text = decode_utf8(raw, path, line=line_no, file_offset=offset)
+            offset += len(raw)
+            if not text.strip():
                 if on_blank is not None:
                     on_blank(line_no)
                 continue
             try:
-                yield line_no, json.loads(raw)
+                yield line_no, json.loads(text)
             except json.JSONDecodeError as e:
                 raise InputError(path, f"malformed JSON ({e.msg} at column {e.colno}); expected {expected}",
                                  line=line_no) from None

@@ -1,5 +1,9 @@
 """The glue between a Snakemake ``script:`` and the library: logging to the rule's log file, and failure
-that is loud (a traceback in the log and a non-zero exit), never a job that reports success after failing."""
+that is loud (a traceback in the log and a non-zero exit), never a job that reports success after failing.
+
+A failing step shows the user one short block on stderr (what failed, file, line, field, what was expected,
+the hint, where the log is); the traceback goes to the rule's log only, so that a data error is not buried
+in three copies of a traceback (the logger's, Python's, and a launcher's)."""
 
 from __future__ import annotations
 
@@ -15,13 +19,23 @@ LAUNCHED = "ECRFLOW_LAUNCHED"  # set in the processes a multi-GPU launch starts:
 
 def run(snakemake, step: Callable[..., object], **kwargs) -> None:
     gpus = int(getattr(getattr(snakemake, "resources", None), "gpu", 0) or 0)
+    log_path = str(snakemake.log[0]) if getattr(snakemake, "log", None) else None
     if gpus > 1 and getattr(step, "multi_process", False) and not os.environ.get(LAUNCHED):
         # A training step on several GPUs: this same script once per GPU (ecrflow.train.multi_process).
-        subprocess.run(launch_command(gpus, sys.argv[0]), check=True, env={**os.environ, LAUNCHED: "1"})
+        # Each process reports its own failure; the launcher's traceback would only repeat it.
+        done = subprocess.run(launch_command(gpus, sys.argv[0]), env={**os.environ, LAUNCHED: "1"})
+        if done.returncode:
+            sys.stderr.write(f"ecrflow: rule {snakemake.rule} failed: the {gpus}-process launch exited with "
+                             f"status {done.returncode} (see above; details in {log_path or 'stderr'})\n")
+            raise SystemExit(1)
         return
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
-    if getattr(snakemake, "log", None) and os.environ.get("RANK", "0") == "0":  # one writer of the rule's log
-        handlers.append(logging.FileHandler(snakemake.log[0], mode="w"))
+    rank = os.environ.get("RANK", "0")
+    stream = logging.StreamHandler(sys.stderr)
+    handlers: list[logging.Handler] = [stream]
+    if log_path and rank == "0":  # one writer of the rule's log
+        handlers.append(logging.FileHandler(log_path, mode="w"))
+    else:
+        log_path = None
     logging.basicConfig(level=logging.INFO, handlers=handlers, force=True,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log = logging.getLogger(f"ecrflow.rule.{snakemake.rule}")
@@ -29,10 +43,49 @@ def run(snakemake, step: Callable[..., object], **kwargs) -> None:
     tune_allocator()
     try:
         step(**kwargs)
-    except Exception:
+    except Exception as e:
+        from .errors import ConfigError, InputError
+
+        # The traceback to the log only. Without a log (no log declared, or a launched process other than
+        # rank 0) it stays on stderr, unless the error is a known input or config problem the block says whole.
+        if log_path or isinstance(e, (InputError, ConfigError)):
+            stream.setLevel(logging.CRITICAL + 1)
         log.exception("rule %s failed", snakemake.rule)
-        raise
+        known = isinstance(e, (InputError, ConfigError))
+        if rank == "0" or not known:  # every process meets the same bad input: rank 0 reports it once
+            rule = snakemake.rule if rank == "0" else f"{snakemake.rule} (process {rank})"
+            sys.stderr.write(failure_block(e, rule, log_path))
+            sys.stderr.flush()
+        raise SystemExit(1) from None
     log.info("rule %s done", snakemake.rule)
+
+
+def failure_block(error: BaseException, rule: str, log_path: str | None) -> str:
+    """The user's view of a failed rule: one short block, each field on its line (see InputError)."""
+    from .errors import ConfigError, InputError
+
+    rows: list[tuple[str, str]] = []
+    if isinstance(error, InputError):
+        # "file, line N: problem; expected ..." as str(error) words it (what users and tests grep for).
+        where = error.path if error.line is None else f"{error.path}, line {error.line}"
+        expected = f"; expected {error.expected}" if error.expected else ""
+        head = f"{where}: {error.problem}{expected}"
+        if error.field:
+            rows.append(("field", error.field))
+        if error.hint:
+            rows.append(("hint", error.hint))
+    elif isinstance(error, ConfigError):
+        head = str(error)
+    else:  # not a known input or config problem: the exception's type says what kind of failure
+        head = f"{type(error).__name__}: {error}"
+    if log_path:
+        rows.append(("log", f"{log_path} (with the traceback)"))
+    lines = [f"ecrflow: rule {rule} failed", "  " + head.strip().replace("\n", "\n  ")]
+    width = max((len(k) for k, _ in rows), default=0) + 2
+    for key, value in rows:
+        text = str(value).strip().replace("\n", "\n" + " " * (width + 2))
+        lines.append(f"  {key + ':':<{width}}{text}")
+    return "\n".join(lines) + "\n"
 
 
 def launch_command(processes: int, script: str) -> list[str]:

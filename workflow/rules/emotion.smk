@@ -2,7 +2,7 @@
 # of seeker utterances, the focal-loss classifier, and every split's dialogues labelled in the ECR format.
 # process_split then reads the labelled files (common.smk: processing_dialogs).
 
-if config["toy"]["enabled"]:
+if SMALL_MODELS:
 
     rule toy_emotion_lm:
         input:
@@ -26,12 +26,14 @@ rule emotion_annotate:
     input:
         dialogs=lambda wc: dialog_file(config["emotion_labels"]["split"]),
         validation=f"{DATA}/validation.json",
+        model=llm_model_inputs(config["emotion_labels"]["llm"]),
     output:
         annotations=f"{EMO}/annotations.jsonl",
         summary=f"{EMO}/annotation_summary.json",
     params:
         options=config["emotion_labels"],
-        cache_dir=f"{WORK}/llm_cache/emotion_annotate",  # resumable answers; not an output
+        # resumable answers; not an output, so it outlives a failed job and a rerun sends only what is missing
+        cache_dir=f"{WORK}/llm_cache/emotion_annotate",
     log:
         f"{LOGS}/emotion_annotate.log",
     benchmark:

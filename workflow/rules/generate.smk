@@ -2,7 +2,7 @@
 # (DialoGPT full fine-tuning, Llama-2-Chat LoRA), responses for the test turns, objective metrics.
 # Paths and input functions are in common.smk.
 
-if config["toy"]["enabled"]:
+if SMALL_MODELS:
 
     rule toy_llama:
         input:

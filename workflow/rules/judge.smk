@@ -1,6 +1,8 @@
 # Subjective evaluation (Table 2, paper Section 5.3): the judged sample of a split, the zero-shot LLM
 # baselines' replies, each judge's scores of every system (pseudonyms shuffled per context), Table 2.
-# Paths and input functions are in common.smk.
+# Paths and input functions are in common.smk. Every LLM rule fails, writing nothing, when a request has no
+# answer after the backend's retries (ecrflow.llm.stage); the request cache is deliberately not an output,
+# so it survives the failed job and a plain rerun sends only the missing requests.
 
 
 rule judge_sample:
@@ -30,6 +32,7 @@ rule judge_sample:
 rule llm_baseline:
     input:
         f"{JUDGE}/test_sample.jsonl",
+        model=lambda wc: llm_model_inputs(BASELINE_SPECS[wc.baseline]["llm"]),
     output:
         responses=f"{JUDGE}/baselines/{{baseline}}/test_responses.jsonl",
         summary=f"{JUDGE}/baselines/{{baseline}}/test_summary.json",
@@ -39,6 +42,7 @@ rule llm_baseline:
         llm=lambda wc: BASELINE_SPECS[wc.baseline]["llm"],
         batch_size=config["judge"]["batch_size"],
         max_tokens=config["judge"]["baseline_max_tokens"],
+        max_attempts=config["judge"].get("baseline_max_attempts", 3),  # an empty answer is asked again
         cache_dir=lambda wc: f"{WORK}/llm_cache/baseline/{wc.baseline}",  # resumable answers; not an output
     log:
         f"{LOGS}/llm_baseline/{{baseline}}.log",
@@ -55,6 +59,7 @@ rule judge:
     input:
         sample=f"{JUDGE}/{{split}}_sample.jsonl",
         replies=lambda wc: [f for f in judged_systems(wc.split).values() if f],
+        model=lambda wc: llm_model_inputs(JUDGE_SPECS[wc.judge]["llm"]),
     output:
         scores=f"{JUDGE}/{{judge}}/{{split}}_scores.parquet",
         summary=f"{JUDGE}/{{judge}}/{{split}}_summary.json",

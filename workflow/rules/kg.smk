@@ -34,6 +34,8 @@ rule cooccurrence:
         stats=f"{KG}/cooccurrence_stats.json",
     params:
         top_n=config["cooccurrence"]["top_n_labels"],
+        # Dialogues without emotion labels count every pair (the emotion filter would leave the table empty).
+        emotion_filter=config["data"]["emotions"] != "none",
     log:
         f"{LOGS}/cooccurrence.log",
     benchmark:

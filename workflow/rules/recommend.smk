@@ -3,7 +3,7 @@
 # Training rules keep resumable checkpoints under results/work/ (not outputs: they must survive a killed job);
 # their outputs appear only when training has finished. Paths and input functions are in common.smk.
 
-if config["toy"]["enabled"]:
+if SMALL_MODELS:
 
     rule toy_models:
         input:
@@ -39,8 +39,8 @@ rule pretrain:
     wildcard_constraints:
         variant=PRE_VARIANTS,
     params:
-        flags=pre_flags,
-        section=config["pretrain"],
+        flags=lambda wc: variant_flags("pretrain", wc.variant),
+        section=lambda wc: variant_section("pretrain", "pretrain", wc.variant),
         precision=config["train"]["precision"],  # checkpoint_every changes no result: not a param
         models=FROZEN,
         leave_dialog_out=lambda wc: leave_dialog_out(pre_flags(wc)),
@@ -124,8 +124,8 @@ rule recommend_train:
     wildcard_constraints:
         variant=REC_VARIANTS,
     params:
-        flags=rec_flags,
-        section=section_for_training("recommend", "top_k"),
+        flags=lambda wc: variant_flags("recommend", wc.variant),
+        section=lambda wc: variant_section("recommend", "recommend", wc.variant, "top_k"),
         precision=config["train"]["precision"],  # checkpoint_every changes no result: not a param
         models=FROZEN,
         leave_dialog_out=lambda wc: leave_dialog_out(rec_flags(wc)),
@@ -157,8 +157,8 @@ rule recommend_predict:
     wildcard_constraints:
         variant=REC_VARIANTS,
     params:
-        flags=rec_flags,
-        section=config["recommend"],
+        flags=lambda wc: variant_flags("recommend", wc.variant),
+        section=lambda wc: variant_section("recommend", "recommend", wc.variant),
         precision=config["train"]["precision"],  # checkpoint_every changes no result: not a param
         models=FROZEN,
     log:
@@ -174,7 +174,7 @@ rule recommend_predict:
 
 rule rec_table:
     input:
-        predictions=lambda wc: [f"{REC}/{v}/test_predictions.parquet" for v in config["tables"][wc.table]],
+        predictions=lambda wc: [path for _, _, path in table_runs(wc.table)],
         fingerprint=[f"{PROCESSED}/test_rec.parquet", f"{PROCESSED}/train_rec.parquet", f"{KG}/kg.safetensors"],
     output:
         table=report(f"{TABLES}/{{table}}.csv", caption="../report/tables.rst", category="Tables"),
@@ -182,7 +182,8 @@ rule rec_table:
     wildcard_constraints:
         table="table1|table3",
     params:
-        variants=lambda wc: config["tables"][wc.table],
+        variants=lambda wc: [v for v, _, _ in table_runs(wc.table)],
+        seeds=lambda wc: [s for _, s, _ in table_runs(wc.table)] if MULTI_SEED else None,
         ks=config["evaluation"]["ks"],
         auc_batch_size=config["evaluation"]["auc_batch_size"],
     log:
@@ -193,3 +194,81 @@ rule rec_table:
         **stage_resources("default"),
     script:
         "../scripts/rec_table.py"
+
+
+if MULTI_SEED:
+    # The same stages once per seed of tables.seeds (stage 1 and stage 2 both take the seed), for the seed
+    # rows of Tables 1 and 3.
+
+    use rule pretrain as pretrain_seed with:
+        output:
+            model=f"{PRE}/{{variant}}/seed{{seed}}/model.safetensors",
+            metrics=f"{PRE}/{{variant}}/seed{{seed}}/metrics.json",
+        wildcard_constraints:
+            variant=PRE_VARIANTS,
+            seed=r"\d+",
+        params:
+            flags=lambda wc: variant_flags("pretrain", wc.variant),
+            section=lambda wc: variant_section("pretrain", "pretrain", wc.variant, seed=wc.seed),
+            precision=config["train"]["precision"],
+            models=FROZEN,
+            leave_dialog_out=lambda wc: leave_dialog_out(pre_flags(wc)),
+            work_dir=lambda wc: f"{WORK}/pretrain/{wc.variant}/seed{wc.seed}",
+        log:
+            f"{LOGS}/pretrain/{{variant}}/seed{{seed}}.log",
+        benchmark:
+            f"{BENCH}/pretrain/{{variant}}/seed{{seed}}.tsv"
+
+    use rule recommend_train as recommend_train_seed with:
+        input:
+            unpack(lambda wc: rec_responses("train", "valid")),
+            unpack(lambda wc: cooccurrence_inputs(rec_flags(wc))),
+            train=f"{PROCESSED}/train_rec.parquet",
+            valid=f"{PROCESSED}/valid_rec.parquet",
+            kg=f"{KG}/kg.safetensors",
+            item_ids=f"{DATA}/item_ids.json",
+            init=lambda wc: f"{PRE}/{config['variants']['recommend'][wc.variant]['pretrain']}/seed{wc.seed}/model.safetensors",
+            models=frozen_model_files(),
+        output:
+            model=f"{REC}/{{variant}}/seed{{seed}}/model.safetensors",
+            metrics=f"{REC}/{{variant}}/seed{{seed}}/train_metrics.json",
+        wildcard_constraints:
+            variant=REC_VARIANTS,
+            seed=r"\d+",
+        params:
+            flags=lambda wc: variant_flags("recommend", wc.variant),
+            section=lambda wc: variant_section("recommend", "recommend", wc.variant, "top_k", seed=wc.seed),
+            precision=config["train"]["precision"],
+            models=FROZEN,
+            leave_dialog_out=lambda wc: leave_dialog_out(rec_flags(wc)),
+            work_dir=lambda wc: f"{WORK}/recommend/{wc.variant}/seed{wc.seed}",
+        log:
+            f"{LOGS}/recommend_train/{{variant}}/seed{{seed}}.log",
+        benchmark:
+            f"{BENCH}/recommend_train/{{variant}}/seed{{seed}}.tsv"
+
+    use rule recommend_predict as recommend_predict_seed with:
+        input:
+            unpack(lambda wc: rec_responses(*EVAL_SPLITS)),
+            unpack(lambda wc: cooccurrence_inputs(rec_flags(wc))),
+            valid=f"{PROCESSED}/valid_rec.parquet",
+            test=f"{PROCESSED}/test_rec.parquet",
+            kg=f"{KG}/kg.safetensors",
+            item_ids=f"{DATA}/item_ids.json",
+            model=f"{REC}/{{variant}}/seed{{seed}}/model.safetensors",
+            models=frozen_model_files(),
+        output:
+            valid=f"{REC}/{{variant}}/seed{{seed}}/valid_predictions.parquet",
+            test=f"{REC}/{{variant}}/seed{{seed}}/test_predictions.parquet",
+        wildcard_constraints:
+            variant=REC_VARIANTS,
+            seed=r"\d+",
+        params:
+            flags=lambda wc: variant_flags("recommend", wc.variant),
+            section=lambda wc: variant_section("recommend", "recommend", wc.variant, seed=wc.seed),
+            precision=config["train"]["precision"],
+            models=FROZEN,
+        log:
+            f"{LOGS}/recommend_predict/{{variant}}/seed{{seed}}.log",
+        benchmark:
+            f"{BENCH}/recommend_predict/{{variant}}/seed{{seed}}.tsv"

@@ -147,12 +147,14 @@ def dialog_records(dialog: Dialog, entity2id: dict[str, int], rule: EmotionRule,
 
 
 def process_split(dialog_file, entity2id: dict[str, int], rule: EmotionRule, *, require_emotion: bool,
-                  stats: ReadStats | None = None) -> dict[str, pa.Table]:
-    """Read one split's dialog file and build its three tables."""
+                  stats: ReadStats | None = None, emotion_source: str = "dataset") -> dict[str, pa.Table]:
+    """Read one split's dialog file and build its three tables (``emotion_source``: data.emotions, named in
+    the error for a seeker message without labels)."""
     stats = stats if stats is not None else ReadStats()
     pretrain, rec, sequences = [], [], []
     seen: set[str] = set()
-    for dialog in read_dialogs(dialog_file, require_emotion=require_emotion, stats=stats):
+    for dialog in read_dialogs(dialog_file, require_emotion=require_emotion, stats=stats,
+                               emotion_source=emotion_source):
         if dialog.dialog_id in seen:
             # Keys must be unique for key-based joins; ReDial's conversationIds are.
             dialog.dialog_id = f"{dialog.dialog_id}@{dialog.line}"

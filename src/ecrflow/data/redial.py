@@ -8,6 +8,15 @@ One JSON object per line, one ReDial conversation per object (see ECR_SPEC 1.1).
 
 Parsing is strict where the reference would crash later or silently mis-align, and lenient (with a counted
 warning) where the reference silently skips (empty dialogs). Every error names file, line and expectation.
+
+Quirks of the real files, each counted in the read statistics (and so in validation.json):
+- a ``movieMentions`` name written as ``null``: an empty name, as the reference reads it;
+- ``movieMentions`` / ``initiatorQuestions`` / ``respondentQuestions`` written as ``[]``: an empty dict, as
+  the reference reads it (``respondentQuestions`` is otherwise never read, as in the reference);
+- a message whose ``senderWorkerId`` is neither participant: dropped. The reference makes every
+  non-initiator message a recommender turn, which turns such a message into a recommendation sample whose
+  target may be the seeker's own movie; ReDial has no third speaker, so the message has no valid role;
+- a seeker message with empty text: kept (it has no content and no entities), counted.
 """
 
 from __future__ import annotations
@@ -51,6 +60,12 @@ class Dialog:
     messages: list[Message]
 
 
+# The counted quirks of real files, reported with 0 when absent so that a report shows they were checked.
+QUIRK_COUNTS = ("movie_mentions_null_name", "movie_mentions_empty_list", "initiator_questions_empty_list",
+                "respondent_questions_empty_list", "messages_from_unknown_sender_dropped",
+                "seeker_messages_empty_text", "movie_name_not_parallel", "empty_dialogs_skipped", "blank_lines")
+
+
 @dataclass
 class ReadStats:
     """Counted warnings and totals collected while reading; written into the validation report."""
@@ -65,9 +80,13 @@ class ReadStats:
             ex.append(example)
 
 
-def _expect(cond: bool, path, line: int, message: str) -> None:
+DIALOG_HINT = ("each line is one ReDial conversation as the ECR release (*_data_dbpedia_emo.jsonl) and UniCRS "
+               "(*_data_dbpedia_raw.jsonl) write it; fix or remove this conversation, or fetch an intact copy")
+
+
+def _expect(cond: bool, path, line: int, message: str, field: str | None = None) -> None:
     if not cond:
-        raise InputError(path, message, line=line)
+        raise InputError(path, message, line=line, field=field, hint=DIALOG_HINT)
 
 
 def _is_int(x: Any) -> bool:
@@ -85,9 +104,11 @@ def parse_emotion(value: Any, path, line: int, where: str) -> tuple[tuple[str, f
     pairs = []
     for label, p in value.items():
         _expect(label in EMOTIONS, path, line,
-                f"{where}: unknown emotion label {label!r}; expected one of {', '.join(EMOTIONS)}")
+                f"{where}: unknown emotion label {label!r}; expected one of {', '.join(EMOTIONS)}",
+                f"{where}.emotion")
         _expect(isinstance(p, (int, float)) and not isinstance(p, bool) and math.isfinite(p) and 0 <= p <= 1,
-                path, line, f"{where}: emotion probability for {label!r} must be a number in [0, 1], got {p!r}")
+                path, line, f"{where}: emotion probability for {label!r} must be a number in [0, 1], got {p!r}",
+                f"{where}.emotion[{label!r}]")
         pairs.append((label, float(p)))
     # Stable sort: the release is already sorted; ties keep file order, as the reference's dict order does.
     pairs.sort(key=lambda lp: -lp[1])
@@ -96,28 +117,48 @@ def parse_emotion(value: Any, path, line: int, where: str) -> tuple[tuple[str, f
 
 def _uri_list(msg: dict, key: str, path, line: int, where: str) -> tuple[str, ...]:
     value = msg.get(key, [])
-    _expect(isinstance(value, list), path, line, f"{where}: {key!r} must be a list of DBpedia URIs")
+    _expect(isinstance(value, list), path, line, f"{where}: {key!r} must be a list of DBpedia URIs",
+            f"{where}.{key}")
     for uri in value:
         _expect(isinstance(uri, str) and uri.startswith("<") and uri.endswith(">") and len(uri) > 2, path, line,
                 f"{where}: {key!r} holds {uri!r}; expected a URI in angle brackets such as "
-                f"'<http://dbpedia.org/resource/Foo>'")
+                f"'<http://dbpedia.org/resource/Foo>'", f"{where}.{key}")
     return tuple(value)
 
 
-def _id_dict(value: Any, key: str, path, line: int) -> dict:
-    # ReDial writes an empty dict as [] in some records.
+_COUNT_KEY = {"movieMentions": "movie_mentions", "initiatorQuestions": "initiator_questions",
+              "respondentQuestions": "respondent_questions"}
+
+
+def _id_dict(value: Any, key: str, path, line: int, stats: ReadStats) -> dict:
+    # ReDial writes an empty dict as [] in some records; the reference treats it as {}.
     if isinstance(value, list) and not value:
+        stats.warn(f"{_COUNT_KEY[key]}_empty_list", f"{Path(path).name}:{line}")
         return {}
-    _expect(isinstance(value, dict), path, line, f"{key!r} must be a dict (or an empty list)")
+    _expect(isinstance(value, dict), path, line, f"{key!r} must be a dict (or an empty list), "
+            f"got {type(value).__name__}", key)
     return value
 
 
-def parse_dialog(obj: Any, path, line: int, *, require_emotion: bool, stats: ReadStats) -> Dialog | None:
-    """Parse one conversation; None for a dialog without messages (counted, as the reference skips it)."""
+# What a seeker message without 'emotion' means, by data.emotions (the setting that requires labels).
+_MISSING_EMOTION = {
+    "dataset": ("this config reads emotion labels from the dataset (data.emotions: dataset)",
+                "use the ECR release's *_data_dbpedia_emo.jsonl, or set data.emotions: none to process dialogs "
+                "without emotion labels, or data.emotions: pipeline to label them with the emotion rules"),
+    "pipeline": ("this file was labelled by the emotion rules (data.emotions: pipeline), which label every "
+                 "seeker message", "rerun rule emotion_label for this split (snakemake --forcerun emotion_label); "
+                 "a file labelled by an older version of ecrflow may lack labels"),
+}
+
+
+def parse_dialog(obj: Any, path, line: int, *, require_emotion: bool, stats: ReadStats,
+                 emotion_source: str = "dataset") -> Dialog | None:
+    """Parse one conversation; None for a dialog without messages (counted, as the reference skips it).
+    ``emotion_source`` (data.emotions) only words the error for a seeker message without labels."""
     _expect(isinstance(obj, dict), path, line, f"expected a JSON object (one conversation), got {type(obj).__name__}")
     for key in ("messages", "initiatorWorkerId", "respondentWorkerId"):
         _expect(key in obj, path, line, f"missing key {key!r} (a ReDial conversation has messages, "
-                f"initiatorWorkerId, respondentWorkerId, movieMentions, initiatorQuestions)")
+                f"initiatorWorkerId, respondentWorkerId, movieMentions, initiatorQuestions)", key)
     messages = obj["messages"]
     _expect(isinstance(messages, list), path, line, "'messages' must be a list")
     dialog_id = str(obj.get("conversationId", f"line{line}"))
@@ -126,26 +167,41 @@ def parse_dialog(obj: Any, path, line: int, *, require_emotion: bool, stats: Rea
         return None
     initiator, respondent = obj["initiatorWorkerId"], obj["respondentWorkerId"]
     _expect(_is_int(initiator) and _is_int(respondent), path, line, "initiatorWorkerId and respondentWorkerId must be ints")
-    mentions = _id_dict(obj.get("movieMentions", {}), "movieMentions", path, line)
+    mentions = dict(_id_dict(obj.get("movieMentions", {}), "movieMentions", path, line, stats))
     for mid, name in mentions.items():
-        _expect(isinstance(name, str), path, line, f"movieMentions[{mid!r}] must be a movie name string")
-    questions = _id_dict(obj.get("initiatorQuestions", {}), "initiatorQuestions", path, line)
+        if name is None:
+            # Real ReDial writes some names as null; the reference reads them as an empty name.
+            stats.warn("movie_mentions_null_name", f"{Path(path).name}:{line} movieMentions[{mid!r}]")
+            mentions[mid] = ""
+            continue
+        _expect(isinstance(name, str), path, line, f"movieMentions[{mid!r}] must be a movie name string or null, "
+                f"got {type(name).__name__}", f"movieMentions[{mid!r}]")
+    questions = _id_dict(obj.get("initiatorQuestions", {}), "initiatorQuestions", path, line, stats)
+    _id_dict(obj.get("respondentQuestions", {}), "respondentQuestions", path, line, stats)  # counted, never read
     for mid, q in questions.items():
-        _expect(isinstance(q, dict), path, line, f"initiatorQuestions[{mid!r}] must be a dict with 'liked'")
+        _expect(isinstance(q, dict), path, line, f"initiatorQuestions[{mid!r}] must be a dict with 'liked'",
+                f"initiatorQuestions[{mid!r}]")
         liked = q.get("liked", 2)
         _expect(liked in (0, 1, 2), path, line,
-                f"initiatorQuestions[{mid!r}].liked must be 0 (disliked), 1 (liked) or 2 (did not say), got {liked!r}")
+                f"initiatorQuestions[{mid!r}].liked must be 0 (disliked), 1 (liked) or 2 (did not say), got {liked!r}",
+                f"initiatorQuestions[{mid!r}].liked")
 
     parsed: list[Message] = []
     for k, msg in enumerate(messages):
         where = f"message {k}"
-        _expect(isinstance(msg, dict), path, line, f"{where}: expected an object")
+        _expect(isinstance(msg, dict), path, line, f"{where}: expected an object", f"messages[{k}]")
         sender = msg.get("senderWorkerId")
-        _expect(_is_int(sender), path, line, f"{where}: 'senderWorkerId' must be an int")
+        _expect(_is_int(sender), path, line, f"{where}: 'senderWorkerId' must be an int",
+                f"messages[{k}].senderWorkerId")
         text = msg.get("text")
-        _expect(isinstance(text, str), path, line, f"{where}: 'text' must be a string")
+        _expect(isinstance(text, str), path, line, f"{where}: 'text' must be a string", f"messages[{k}].text")
         if sender not in (initiator, respondent):
-            stats.warn("messages_from_unknown_sender", f"{Path(path).name}:{line} {where}")
+            # No valid role: as a recommender turn it would make a wrong sample (see the module docstring).
+            stats.warn("messages_from_unknown_sender_dropped", f"{Path(path).name}:{line} {where} "
+                       f"(sender {sender}, participants {initiator}, {respondent})")
+            continue
+        if sender == initiator and not text.strip():
+            stats.warn("seeker_messages_empty_text", f"{Path(path).name}:{line} {where}")
         entities = _uri_list(msg, "entity", path, line, where)
         movies = _uri_list(msg, "movie", path, line, where)
         names = msg.get("movie_name", [])
@@ -159,15 +215,19 @@ def parse_dialog(obj: Any, path, line: int, *, require_emotion: bool, stats: Rea
         else:
             emotion = None
             if require_emotion and sender == initiator:
-                raise InputError(path, f"{where}: seeker message without 'emotion'; this config reads emotion "
-                                 f"labels from the dataset (data.emotions: dataset)", line=line,
-                                 hint="use the ECR release's *_data_dbpedia_emo.jsonl, or set data.emotions: none "
-                                      "to process dialogs without emotion labels")
+                why, hint = _MISSING_EMOTION.get(emotion_source, _MISSING_EMOTION["dataset"])
+                raise InputError(path, f"{where}: seeker message without 'emotion'; {why}", line=line,
+                                 field=f"messages[{k}].emotion", hint=hint,
+                                 expected="an 'emotion' dict of label -> probability (or []) on every seeker message")
         parsed.append(Message(sender, text, entities, movies, movie_names, emotion))
-    return Dialog(dialog_id, line, initiator, respondent, dict(mentions), dict(questions), parsed)
+    if not parsed:  # every message dropped: as an empty dialog
+        stats.warn("empty_dialogs_skipped", f"{Path(path).name}:{line}")
+        return None
+    return Dialog(dialog_id, line, initiator, respondent, mentions, dict(questions), parsed)
 
 
-def read_dialogs(path, *, require_emotion: bool, stats: ReadStats | None = None) -> Iterator[Dialog]:
+def read_dialogs(path, *, require_emotion: bool, stats: ReadStats | None = None,
+                 emotion_source: str = "dataset") -> Iterator[Dialog]:
     """Yield the non-empty dialogs of a ReDial jsonl file, raising :class:`InputError` on the first bad line."""
     path = Path(path)
     if not path.exists():
@@ -176,7 +236,8 @@ def read_dialogs(path, *, require_emotion: bool, stats: ReadStats | None = None)
     lines = iter_jsonl(path, expected="one conversation object per line",
                        on_blank=lambda n: stats.warn("blank_lines", f"{path.name}:{n}"))
     for line_no, obj in lines:
-        dialog = parse_dialog(obj, path, line_no, require_emotion=require_emotion, stats=stats)
+        dialog = parse_dialog(obj, path, line_no, require_emotion=require_emotion, stats=stats,
+                              emotion_source=emotion_source)
         if dialog is not None:
             stats.counts["dialogs"] += 1
             stats.counts["messages"] += len(dialog.messages)

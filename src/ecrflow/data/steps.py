@@ -34,14 +34,15 @@ def validate_input(raw_dir, report_path, *, dialog_pattern: str, require_emotion
     report = validate_raw(raw_dir, dialog_pattern=dialog_pattern, require_emotion=require_emotion,
                           unknown_entities=unknown_entities, reviews=reviews)
     for split, s in report["splits"].items():
-        warnings = {k: v for k, v in s["counts"].items() if k not in ("dialogs", "messages")}
+        warnings = {k: v for k, v in s["counts"].items() if k not in ("dialogs", "messages") and v}
         log.info("%s: %d dialogs, %d messages; counted warnings: %s", split, s["counts"]["dialogs"],
                  s["counts"]["messages"], warnings or "none")
     write_json(report_path, report)
 
 
 def process_split(dialog_file, entity2id_path, *, pretrain, rec, sequences, stats, emotion: EmotionRule | dict,
-                  require_emotion: bool) -> None:
+                  require_emotion: bool, emotions: str = "dataset") -> None:
+    """``emotions``: the data.emotions setting (dataset | pipeline | none), named in the errors."""
     from ..kg import load_id_map
     from .process import process_split as build
     from .process import split_summary
@@ -50,7 +51,7 @@ def process_split(dialog_file, entity2id_path, *, pretrain, rec, sequences, stat
     entity2id = load_id_map(entity2id_path, "entity")
     read_stats = ReadStats()
     tables = build(dialog_file, entity2id, section(EmotionRule, emotion, "emotion"),
-                   require_emotion=require_emotion, stats=read_stats)
+                   require_emotion=require_emotion, stats=read_stats, emotion_source=emotions)
     write_parquet(pretrain, tables["pretrain"])
     write_parquet(rec, tables["rec"])
     write_parquet(sequences, tables["sequences"])

@@ -56,7 +56,7 @@ _NOUN = ["Harbor", "Garden", "Signal", "Empire", "River", "Machine", "Summer", "
 class ToyConfig:
     """The toy dataset: the ``toy`` config section plus what the ``data`` section says of the files."""
 
-    IGNORED = ("enabled", "models")  # whether the toy run is on, and its tiny models (models.toy)
+    IGNORED = ("enabled", "small_models", "models")  # whether the toy run is on, and its tiny models (models.toy)
 
     seed: int = 7
     n_dialogs: dict = field(default_factory=lambda: {"train": 600, "valid": 100, "test": 100})  # per split

@@ -11,7 +11,9 @@ Intentional differences from the reference, each a fix of a defect in ECR_SPEC 8
   reference's concatenation in message order;
 - per-movie feedback is built from the same entity2id-filtered movie list as the targets, so the two can
   never drift apart, and an unmatched name counts as not-said with a counted warning instead of a KeyError
-  (8.9).
+  (8.9);
+- a message whose sender is neither participant never reaches the turns (the reader drops it, counted): the
+  reference's "not the initiator, so the recommender" would make it a recommendation sample.
 """
 
 from __future__ import annotations
@@ -82,9 +84,9 @@ def match_redial_id(name: str | None, text: str, movie_mentions: dict[str, str])
     """The ReDial movie id of a movie name in a message: names are compared with all whitespace removed
     (ReDial's names differ in spacing), first among the ``@id`` mentions of this message, then among all
     mentions of the dialog."""
-    if name is None:
+    key = _squash(name) if name is not None else ""
+    if not key:  # nothing to match; an empty name must not match a null (emptied) movieMentions name
         return None
-    key = _squash(name)
     in_message = [m for m in _MENTION.findall(text) if m in movie_mentions]
     for mid in in_message + list(movie_mentions):
         if _squash(movie_mentions[mid]) == key:

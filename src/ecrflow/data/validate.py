@@ -16,7 +16,7 @@ from ..constants import SPLITS
 from ..errors import InputError
 from ..io import read_json, sha256_file
 from ..kg import build_kg, load_id_map
-from .redial import RELEASE_HINT, ReadStats, read_dialogs
+from .redial import QUIRK_COUNTS, RELEASE_HINT, ReadStats, read_dialogs
 
 UNKNOWN_ENTITY_POLICIES = ("drop", "error")
 
@@ -107,7 +107,7 @@ def validate_raw(raw_dir, *, dialog_pattern: str, require_emotion: bool, unknown
                     with_emotion += bool(msg.emotion)
         report["splits"][split] = {
             "file": path.name,
-            "counts": dict(stats.counts),
+            "counts": {"dialogs": 0, "messages": 0, **dict.fromkeys(QUIRK_COUNTS, 0), **stats.counts},
             "seeker_messages": seeker_msgs,
             "seeker_messages_with_emotion": with_emotion,
             "warning_examples": stats.examples,

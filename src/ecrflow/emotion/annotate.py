@@ -38,6 +38,7 @@ class AnnotationOptions:
     constrained: bool  # decode only words of the mapping's vocabulary (local backends)
     batch_size: int
     seed: int
+    max_attempts: int = 3  # prompts per utterance until the answer parses (ecrflow.llm.stage)
 
 
 def clean_text(text: str) -> str:
@@ -55,7 +56,8 @@ def seeker_utterances(dialog_file, *, max_history: int) -> list[dict]:
             text = clean_text(msg.text)
             if role == SEEKER and text:
                 rows.append({"dialog_id": dialog.dialog_id, "message": i, "text": text,
-                             "history": "\n".join(lines[-max_history:]) or "(none)"})
+                             # lines[-0:] would be every line: max_history 0 shows none
+                             "history": "\n".join(lines[-max_history:] if max_history > 0 else []) or "(none)"})
             lines.append(f"{'Seeker' if role == SEEKER else 'Recommender'}: {text}")
     return rows
 
@@ -68,14 +70,29 @@ def sample(rows: list[dict], n: int, seed: int) -> list[dict]:
     return [rows[i] for i in keep]
 
 
-def requests(rows: list[dict], vocabulary: list[str], *, constrained: bool, max_tokens: int = 24):
-    from ..llm.base import Request
+RETRY_NOTE = "\n\n(Attempt {attempt}: answer with one or two emotion words separated by a comma, nothing else.)"
+
+
+def answer_constraint(vocabulary: list[str], *, constrained: bool):
     from ..llm.constraint import Constraint
 
-    constraint = Constraint.words(sorted(vocabulary), max_words=2, sep=", ") if constrained else None
-    return [Request(messages=(("system", SYSTEM), ("user", PROMPT.format(history=r["history"],
-                                                                         utterance=r["text"]))),
-                    max_tokens=max_tokens, constraint=constraint) for r in rows]
+    return Constraint.words(sorted(vocabulary), max_words=2, sep=", ") if constrained else None
+
+
+def request(row: dict, constraint, *, attempt: int = 1, max_tokens: int = 24):
+    """One utterance's prompt; a re-ask after an unparseable answer adds a numbered reminder, so that it is
+    a new request (a deterministic model would repeat itself) with a cache key of its own."""
+    from ..llm.base import Request
+
+    user = PROMPT.format(history=row["history"], utterance=row["text"])
+    if attempt > 1:
+        user += RETRY_NOTE.format(attempt=attempt)
+    return Request(messages=(("system", SYSTEM), ("user", user)), max_tokens=max_tokens, constraint=constraint)
+
+
+def requests(rows: list[dict], vocabulary: list[str], *, constrained: bool, max_tokens: int = 24):
+    constraint = answer_constraint(vocabulary, constrained=constrained)
+    return [request(r, constraint, max_tokens=max_tokens) for r in rows]
 
 
 _ANSWER = re.compile(r"^\s*([A-Za-z][A-Za-z-]*)\s*(?:,\s*([A-Za-z][A-Za-z-]*)\s*)?\.?\s*$")

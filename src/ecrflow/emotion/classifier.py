@@ -4,7 +4,8 @@ on a held-out part of the annotations (paper: 87.75 %), then applied to every se
 
 The labelled dialogues are the input files with an ``emotion`` dict on every seeker message with text: all
 nine types with their sigmoid probabilities, sorted by probability (the ECR release's format, so that the
-processing stage reads either source unchanged; its threshold beta keeps the relevant ones).
+processing stage reads either source unchanged; its threshold beta keeps the relevant ones), and ``[]``
+(the release's empty label set) on every seeker message without text.
 """
 
 from __future__ import annotations
@@ -180,8 +181,30 @@ def train_classifier(annotations, *, out_dir, metrics_out, work_dir, model_name:
               fingerprint=fp, seed=section.seed)
 
 
+def seeker_texts(dialogs: list[dict]) -> tuple[list[tuple[int, int]], list[str], int]:
+    """The seeker messages to classify: ((dialog, message) positions, cleaned texts, and the number of seeker
+    messages without text). Those get ``emotion: []`` here, in place: the release's empty label set, which
+    process_split reads as no emotion (a following recommendation sample then weighs as neutral, its default)."""
+    where, texts, empty = [], [], 0
+    for d, obj in enumerate(dialogs):
+        seeker = obj.get("initiatorWorkerId")
+        for m, msg in enumerate(obj.get("messages", [])):
+            if msg.get("senderWorkerId") != seeker:
+                continue
+            text = clean_text(msg.get("text") or "")
+            if text:
+                where.append((d, m))
+                texts.append(text)
+            else:
+                msg["emotion"] = []
+                empty += 1
+    return where, texts, empty
+
+
 def label_dialogs(dialog_file, model_dir, *, out, stats_out, batch_size: int = 64) -> None:
-    """Write the dialogues with an emotion dict on every seeker message with text."""
+    """Write the dialogues with an emotion dict on every seeker message with text, and ``[]`` (the ECR
+    release's "no label") on a seeker message without text: every seeker message then has an ``emotion``, as
+    process_split requires of a labelled file, and an empty one carries no emotion, as in the release."""
     from transformers import AutoModelForSequenceClassification
 
     from ..generate.generator import load_tokenizer
@@ -190,14 +213,7 @@ def label_dialogs(dialog_file, model_dir, *, out, stats_out, batch_size: int = 6
     tok = load_tokenizer(model_dir)
     model = AutoModelForSequenceClassification.from_pretrained(model_dir)
     dialogs = [obj for _, obj in iter_jsonl(dialog_file, expected="a ReDial conversation object")]
-    where, texts = [], []
-    for d, obj in enumerate(dialogs):
-        seeker = obj.get("initiatorWorkerId")
-        for m, msg in enumerate(obj.get("messages", [])):
-            text = clean_text(msg.get("text", ""))
-            if msg.get("senderWorkerId") == seeker and text:
-                where.append((d, m))
-                texts.append(text)
+    where, texts, empty = seeker_texts(dialogs)
     probs = predict(model, tok, texts, max_length=meta["max_length"], batch_size=batch_size)
     for (d, m), p in zip(where, probs):
         order = np.argsort(-p, kind="stable")
@@ -205,5 +221,6 @@ def label_dialogs(dialog_file, model_dir, *, out, stats_out, batch_size: int = 6
     write_jsonl(out, dialogs)
     top = np.bincount(probs.argmax(1), minlength=len(EMOTIONS)) if len(probs) else np.zeros(len(EMOTIONS))
     write_json(stats_out, {"dialogs": len(dialogs), "seeker_utterances": len(texts),
+                           "seeker_utterances_empty_text": empty,
                            "top_type_shares": {e: float(c) / max(len(texts), 1) for e, c in zip(meta["labels"], top)}})
     log.info("%s: %d seeker utterances labelled", dialog_file, len(texts))

@@ -38,21 +38,33 @@ def toy_emotion_lm(dialogs, *, config_out, spec: ToyModelSpec | dict, seed: int)
 def emotion_annotate(dialogs, *, annotations_out, summary_out, cache_dir,
                      options: AnnotationOptions | dict) -> None:
     """LLM annotation of a seeded sample of seeker utterances (paper App. A.1), answers cached on disk so a
-    killed job resumes; parse failures and unmapped words are counted in the summary, never guessed."""
+    killed job resumes; parse failures and unmapped words are counted in the summary, never guessed. A
+    request that fails after the backend's retries fails the job with the counts and writes nothing
+    (ecrflow.llm.stage): a failure is never a label, and a rerun sends only the missing requests."""
     from ..llm import backend_from_config
-    from ..llm.cache import RequestCache, run_cached
-    from .annotate import requests, sample, seeker_utterances, summarise
+    from ..llm.cache import RequestCache
+    from ..llm.stage import ask_all
+    from .annotate import answer_constraint, parse_answer, request, sample, seeker_utterances, summarise
     from .mapping import load_mapping
 
     opts = section(AnnotationOptions, options, "emotion_labels")
     rows = sample(seeker_utterances(dialogs, max_history=opts.max_history), opts.utterances, opts.seed)
     table = load_mapping()
+    constraint = answer_constraint(list(table), constrained=opts.constrained)
     backend = backend_from_config(opts.llm, opts.batch_size)
+
+    def parse(i, attempt, text):
+        words = parse_answer(text)
+        if words is None:
+            raise ValueError("not one or two emotion words")
+        return words
+
     with RequestCache(cache_dir) as cache:
-        answers = run_cached(backend, requests(rows, list(table), constrained=opts.constrained), cache,
-                             batch_size=opts.batch_size)
+        answers = ask_all(backend, cache, len(rows), lambda i, k: request(rows[i], constraint, attempt=k), parse,
+                          max_attempts=opts.max_attempts, batch_size=opts.batch_size, stage="emotion_annotate")
     out, summary = summarise(rows, answers, table)
     summary["llm"] = backend.model_id
+    summary["reasked"] = sum(1 for a in answers if a.attempt > 1)
     if not summary["labelled"]:
         raise ValueError(f"no annotator answer gave a known emotion word ({json.dumps(summary)})")
     write_jsonl(annotations_out, out)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..llm.base import Request, Response
+from ..llm.base import Request
 from ..llm.constraint import Constraint, ParseError
 
 log = logging.getLogger(__name__)
@@ -90,10 +90,14 @@ def answer_constraint(n: int) -> Constraint:
     return Constraint.lines(PSEUDONYMS[:n], SCORES, per_line=len(METRIC_KEYS))
 
 
+RETRY_NOTE = "\n\n(Attempt {attempt}: answer exactly in the format asked, one line per reply.)"
+
+
 def build_request(context: dict, order: list[str], replies: dict[str, str], *, prompt: Prompt,
-                  constrained: bool) -> Request:
+                  constrained: bool, attempt: int = 1) -> Request:
     """One judge request: ``order`` lists the systems as shown (pseudonyms A, B, ...), ``replies`` maps each
-    system to its response text."""
+    system to its response text. A re-ask (``attempt`` > 1) ends with a numbered note, so it is a new
+    request even when the reshuffle happens to show the same order (likely with two or three systems)."""
     if len(order) > len(PSEUDONYMS):
         raise ValueError(f"at most {len(PSEUDONYMS)} systems can be judged together, got {len(order)}")
     names = PSEUDONYMS[:len(order)]
@@ -101,6 +105,8 @@ def build_request(context: dict, order: list[str], replies: dict[str, str], *, p
     system = prompt.system.format(definitions=definitions(), example=f"{names[0]}: 5 3 6 2 7")
     user = prompt.user.format(history=context["history"], item=context["item_name"], replies=shown,
                               names=", ".join(names))
+    if attempt > 1:
+        user += RETRY_NOTE.format(attempt=attempt)
     constraint = answer_constraint(len(order)) if constrained else None
     # a line is "X: d d d d d": about a dozen tokens in the common tokenizers
     return Request((("system", system), ("user", user)), max_tokens=16 * len(order) + 8, constraint=constraint)
@@ -141,50 +147,48 @@ def judge_contexts(contexts: list[dict], replies: dict[str, dict[tuple[str, int]
                    judge: str, seed: int, max_attempts: int, batch_size: int, prompt: Prompt,
                    constrained: bool) -> tuple[list[dict], dict]:
     """Score every context's replies; returns long rows (dialog_id, turn, system, metric, score, attempt,
-    pseudonym) and a summary with the counts of request errors and unparseable answers per attempt.
+    pseudonym) and a summary with the counts of requests and unparseable answers per attempt.
 
     ``replies[system][(dialog_id, turn)]`` is each system's response; a context is judged when every
-    system has one."""
-    from ..llm.cache import run_cached
+    system has one. A request that fails after the backend's retries raises
+    :class:`ecrflow.llm.stage.StageIncomplete` (after every other context was asked): a failure is never a
+    score, and a rerun sends only the missing requests."""
+    from ..llm.stage import ask_all
 
     systems = list(replies)
     todo = [c for c in contexts if all((c["dialog_id"], c["turn"]) in replies[s] for s in systems)]
     summary = {"judge": judge, "model": backend.model_id, "systems": systems, "contexts": len(contexts),
                "contexts_missing_a_reply": len(contexts) - len(todo), "attempts": []}
+
+    def order(i: int, attempt: int) -> list[str]:
+        c = todo[i]
+        return shuffle(systems, seed=seed, judge=judge, dialog_id=c["dialog_id"], turn=c["turn"], attempt=attempt)
+
+    def make_request(i: int, attempt: int) -> Request:
+        c = todo[i]
+        return build_request(c, order(i, attempt), {s: replies[s][(c["dialog_id"], c["turn"])] for s in systems},
+                             prompt=prompt, constrained=constrained, attempt=attempt)
+
+    outcomes = ask_all(backend, cache, len(todo), make_request, lambda i, k, text: parse_scores(text, order(i, k)),
+                       max_attempts=max_attempts, batch_size=batch_size, stage=f"judge {judge}")
     rows: list[dict] = []
-    examples: list[str] = []
+    for i, (c, o) in enumerate(zip(todo, outcomes)):
+        if not o.ok:
+            continue
+        for pos, system in enumerate(order(i, o.attempt)):
+            for metric, score in o.value[system].items():
+                rows.append({"dialog_id": c["dialog_id"], "turn": c["turn"], "system": system, "metric": metric,
+                             "score": score, "attempt": o.attempt, "pseudonym": PSEUDONYMS[pos]})
     for attempt in range(1, max_attempts + 1):
-        if not todo:
+        steps = [o.steps[attempt] for o in outcomes if attempt in o.steps]
+        if not steps:
             break
-        orders = [shuffle(systems, seed=seed, judge=judge, dialog_id=c["dialog_id"], turn=c["turn"],
-                          attempt=attempt) for c in todo]
-        reqs = [build_request(c, o, {s: replies[s][(c["dialog_id"], c["turn"])] for s in systems},
-                              prompt=prompt, constrained=constrained) for c, o in zip(todo, orders)]
-        answers: list[Response] = run_cached(backend, reqs, cache, batch_size=batch_size)
-        failed, errors, unparseable = [], 0, 0
-        for c, order, ans in zip(todo, orders, answers):
-            if not ans.ok:
-                errors += 1
-                failed.append(c)
-                continue
-            try:
-                scores = parse_scores(ans.text, order)
-            except ParseError:
-                unparseable += 1
-                failed.append(c)
-                if len(examples) < 5:
-                    examples.append(ans.text[:300])
-                continue
-            for pos, system in enumerate(order):
-                for metric, score in scores[system].items():
-                    rows.append({"dialog_id": c["dialog_id"], "turn": c["turn"], "system": system, "metric": metric,
-                                 "score": score, "attempt": attempt, "pseudonym": PSEUDONYMS[pos]})
-        summary["attempts"].append({"attempt": attempt, "requests": len(todo), "request_errors": errors,
-                                    "unparseable": unparseable})
-        log.info("%s attempt %d: %d contexts, %d request errors, %d unparseable answers", judge, attempt, len(todo),
-                 errors, unparseable)
-        todo = failed
+        summary["attempts"].append({"attempt": attempt, "requests": len(steps), "request_errors": 0,
+                                    "unparseable": steps.count("unparseable")})
+        log.info("%s attempt %d: %d contexts, %d unparseable answers", judge, attempt, len(steps),
+                 steps.count("unparseable"))
     summary["judged"] = len({(r["dialog_id"], r["turn"]) for r in rows})
-    summary["unscored_contexts"] = [{"dialog_id": c["dialog_id"], "turn": c["turn"]} for c in todo]
-    summary["unparseable_examples"] = examples
+    summary["unscored_contexts"] = [{"dialog_id": c["dialog_id"], "turn": c["turn"]}
+                                    for c, o in zip(todo, outcomes) if not o.ok]
+    summary["unparseable_examples"] = [t[:300] for o in outcomes for t in o.unparseable_texts][:5]
     return rows, summary

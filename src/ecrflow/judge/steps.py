@@ -25,27 +25,33 @@ def judge_sample(rec, generated: dict, *, out, n: int, seed: int, max_history: i
     log.info("judge sample: %d contexts", len(rows))
 
 
-def llm_baseline(sample, *, out, summary_out, cache_dir, llm: dict, batch_size: int, max_tokens: int) -> None:
+def llm_baseline(sample, *, out, summary_out, cache_dir, llm: dict, batch_size: int, max_tokens: int,
+                 max_attempts: int = 3, name: str = "") -> None:
+    """A zero-shot LLM's reply to every sampled context. A request that fails after the backend's retries
+    fails the job with the counts (ecrflow.llm.stage): no failed generation ever becomes a judged reply."""
     from ..llm import backend_from_config
-    from ..llm.cache import RequestCache, run_cached
-    from .baselines import baseline_requests, baseline_rows
+    from ..llm.cache import RequestCache
+    from ..llm.stage import ask_all
+    from .baselines import baseline_request, baseline_rows, parse_reply
 
     contexts = read_sample(sample)
     backend = backend_from_config(llm, batch_size)
     with RequestCache(cache_dir) as cache:
-        answers = run_cached(backend, baseline_requests(contexts, max_tokens=max_tokens), cache, batch_size=batch_size)
-    rows, summary = baseline_rows(contexts, answers)
+        outcomes = ask_all(backend, cache, len(contexts),
+                           lambda i, k: baseline_request(contexts[i], max_tokens=max_tokens, attempt=k),
+                           lambda i, k, text: parse_reply(text), max_attempts=max_attempts, batch_size=batch_size,
+                           stage=f"llm_baseline {name}".strip())
+    rows, summary = baseline_rows(contexts, outcomes)
     summary["llm"] = backend.model_id
-    if summary["request_errors"] == len(rows):
-        raise RuntimeError(f"every baseline request failed, e.g. {summary['errors'][:1]}")
     write_jsonl(out, rows)
     write_json(summary_out, summary)
-    log.info("baseline replies: %s", json.dumps({k: v for k, v in summary.items() if k != "errors"}))
+    log.info("baseline replies: %s", json.dumps(summary))
 
 
 def judge(sample, files: dict, *, scores_out, summary_out, cache_dir, name: str,
           options: JudgeOptions | dict) -> None:
-    """One judge's scores of every system on the sample (long Parquet rows) and its summary."""
+    """One judge's scores of every system on the sample (long Parquet rows) and its summary; a request that
+    fails after the backend's retries fails the job (ecrflow.llm.stage) and nothing is written."""
     from ..llm import backend_from_config
     from ..llm.cache import RequestCache
     from .scoring import Prompt, judge_contexts

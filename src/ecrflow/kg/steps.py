@@ -23,14 +23,15 @@ def kg_tensors(entity2id, relation2id, subkg, *, tensors, meta, entity2id_out, r
                       "n_edges": int(kg.edge_index.shape[1]), "reverse": reverse})
 
 
-def cooccurrence(train_sequences, entity2id_path, *, matrix, contributions, stats, top_n: int) -> None:
+def cooccurrence(train_sequences, entity2id_path, *, matrix, contributions, stats, top_n: int,
+                 emotion_filter: bool = True) -> None:
     from ..cooccurrence import count_cooccurrence, save_counts
 
     n_entity = max(load_id_map(entity2id_path, "entity").values()) + 2  # as the KG: the last id pads
-    result = count_cooccurrence(pq.read_table(train_sequences), n_entity, top_n=top_n)
+    result = count_cooccurrence(pq.read_table(train_sequences), n_entity, top_n=top_n, emotion_filter=emotion_filter)
     save_counts(matrix, contributions, result)
     nnz_rows = int((result.counts.getnnz(axis=1) > 0).sum())
     summary = {"n_entity": n_entity, "nnz": int(result.counts.nnz), "pairs": int(result.counts.sum()),
-               "rows_with_pairs": nnz_rows, "top_n_labels": top_n}
+               "rows_with_pairs": nnz_rows, "top_n_labels": top_n, "emotion_filter": emotion_filter}
     write_json(stats, summary)
     log.info("co-occurrence: %s", summary)

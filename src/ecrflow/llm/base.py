@@ -4,7 +4,8 @@ baselines are written once and run against a local Hugging Face model or an Open
 A :class:`Request` is a value: its :meth:`Request.key` is a content hash over the backend's model identity
 and everything that determines the answer, which is what the disk cache (``cache.py``) is keyed by.
 A backend never raises for one failed request: the failure is reported in :attr:`Response.error`, so that
-one bad prompt cannot cost the answers of a whole run.
+one bad prompt cannot cost the answers of a whole run. It raises :class:`EndpointDown` only when it stops
+sending altogether (the HTTP client's circuit breaker), so that a dead endpoint costs minutes, not hours.
 """
 
 from __future__ import annotations
@@ -52,10 +53,16 @@ class Request:
 
     def key(self, model_id: str) -> str:
         """sha256 of a canonical JSON of the model identity and the request: equal iff the answer may be
-        reused (same model, same messages, same decoding)."""
+        reused (same model, same messages, same decoding). Where the model is served (host, port) is not
+        part of it: a restarted server on another port answers the same."""
         blob = json.dumps({"model": model_id, "request": self.to_json()}, sort_keys=True, ensure_ascii=False,
                           separators=(",", ":"))
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+class EndpointDown(RuntimeError):
+    """The backend gave up on its endpoint (e.g. N consecutive timeouts): no further request is sent. The
+    message names the endpoint and why; answers yielded before it was raised are valid."""
 
 
 @dataclass

@@ -4,8 +4,12 @@ and a rerun never pays for (or waits on) an answer twice.
 Answers are appended to JSON-lines shards, one line per answer, flushed and fsynced as it is written: a
 SIGKILL loses at most the line being written, and that partial last line is ignored on load. Each process
 writes a shard of its own (``shard-00000.jsonl``, ``shard-00001.jsonl``, ...), so a shard is never appended
-to after a crash. Only successful answers are stored: failures are retried by the next run. Keys are
-content hashes (:meth:`Request.key`), so nothing secret is ever written.
+to after a crash; when a key has several lines, the last one loaded wins. Failed requests are never stored:
+the next run sends them again. An answer the stage could not parse is stored with ``"unparseable": true``:
+kept for the report, but never a cache hit of :meth:`RequestCache.get`, so a rerun asks it again
+(``ecrflow.llm.stage`` replays it only to move on to the next attempt's prompt). Keys are content hashes
+(:meth:`Request.key`) and answer texts are redacted by the backend before they arrive here, so nothing
+secret is ever written.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import os
 import re
 import threading
 from pathlib import Path
-from typing import Callable
+from typing import Callable, NamedTuple
 
 from ..errors import InputError
 from .base import Backend, Request, Response
@@ -26,11 +30,16 @@ log = logging.getLogger(__name__)
 _SHARD = re.compile(r"^shard-(\d{5,})\.jsonl$")
 
 
+class Entry(NamedTuple):
+    text: str
+    unparseable: bool
+
+
 class RequestCache:
     def __init__(self, directory):
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
-        self._texts: dict[str, str] = {}
+        self._entries: dict[str, Entry] = {}
         self._file = None
         self._lock = threading.Lock()
         self.path: Path | None = None  # this process's shard, created on the first put
@@ -54,35 +63,46 @@ class RequestCache:
             except json.JSONDecodeError as e:
                 raise InputError(path, f"malformed JSON ({e.msg}); expected a cached answer "
                                        '{"key", "text", "error"}', line=line_no) from None
-            if not (isinstance(rec, dict) and isinstance(rec.get("key"), str) and isinstance(rec.get("text"), str)):
-                raise InputError(path, 'expected a cached answer {"key": str, "text": str, "error": null}',
-                                 line=line_no)
+            if not (isinstance(rec, dict) and isinstance(rec.get("key"), str) and isinstance(rec.get("text"), str)
+                    and isinstance(rec.get("unparseable", False), bool)):
+                raise InputError(path, 'expected a cached answer {"key": str, "text": str, "error": null, '
+                                       '"unparseable": bool (optional)}', line=line_no)
             if rec.get("error") is None:
-                self._texts[rec["key"]] = rec["text"]
+                self._entries[rec["key"]] = Entry(rec["text"], rec.get("unparseable", False))
 
     def __len__(self) -> int:
-        return len(self._texts)
+        return len(self._entries)
 
     def __contains__(self, key: str) -> bool:
-        return key in self._texts
+        return key in self._entries
 
     def get(self, key: str) -> Response | None:
-        text = self._texts.get(key)
-        return None if text is None else Response(text, None, cached=True)
+        """The cached answer, when it is one the stage could use; an unparseable one is no hit."""
+        entry = self._entries.get(key)
+        return None if entry is None or entry.unparseable else Response(entry.text, None, cached=True)
 
-    def put(self, key: str, response: Response) -> bool:
-        """Store a successful answer (durably, before returning); failures are not stored. True if written."""
+    def entry(self, key: str) -> Entry | None:
+        """The cached answer with its parse flag, unparseable ones included (for the report and replay)."""
+        return self._entries.get(key)
+
+    def put(self, key: str, response: Response, *, unparseable: bool = False) -> bool:
+        """Store an answer (durably, before returning); failures are not stored. ``unparseable`` marks an
+        answer the stage could not read: kept, but asked again by the next run. True if written."""
         if response.error is not None or response.text is None:
             return False
+        entry = Entry(response.text, bool(unparseable))
         with self._lock:
-            if self._texts.get(key) == response.text:
+            if self._entries.get(key) == entry:
                 return False
-            line = json.dumps({"key": key, "text": response.text, "error": None}, ensure_ascii=False) + "\n"
+            rec = {"key": key, "text": entry.text, "error": None}
+            if entry.unparseable:
+                rec["unparseable"] = True
+            line = json.dumps(rec, ensure_ascii=False) + "\n"
             f = self._open()
             f.write(line)
             f.flush()
             os.fsync(f.fileno())
-            self._texts[key] = response.text
+            self._entries[key] = entry
         return True
 
     def _open(self):

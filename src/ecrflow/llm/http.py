@@ -1,10 +1,18 @@
 """An OpenAI-compatible chat server (vLLM, a hosted API) as a :class:`Backend`, with nothing but urllib.
 
 Requests run on a small thread pool and are yielded as they complete, so the cache saves each answer on
-arrival. Timeouts, connection errors, 429 and 5xx are retried with exponential backoff; any other 4xx fails
+arrival. Timeouts, connection errors, 429 and 5xx are retried with exponential backoff (at least as long as
+a ``Retry-After`` header asks, in seconds or as an HTTP date, up to ``max_retry_wait``); any other 4xx fails
 at once. A malformed reply (bad JSON, no ``choices[0].message.content``) is an error response, never an
 exception and never a guessed answer. The API key is read from a named environment variable and only ever
-sent in the Authorization header: it is kept out of ``model_id``, logs, errors and the cache.
+sent in the Authorization header: it is kept out of ``model_id``, logs, errors, answers and the cache (an
+answer that echoes it has it replaced by ``***``).
+
+Circuit breaker: after ``max_consecutive_failures`` attempts in a row (over all threads) that got no HTTP
+answer at all (timeouts, refused or reset connections), the backend stops sending and
+:meth:`OpenAIBackend.iter_generate` raises :class:`EndpointDown` naming the endpoint; any HTTP answer, even
+a 503, resets the count. ``model_id`` names the model and the guidance mode, not the URL: the cache survives
+a server restarted on another host or port.
 
 Structured output (``guided``): ``"vllm"`` sends vLLM's ``structured_outputs`` (``choice`` when the
 constraint's choice list is small, else ``regex``), the form of vLLM >= 0.10.2 and the only one since 0.12;
@@ -16,18 +24,19 @@ to unknown fields); ``"none"`` never sends one. Answers are parsed strictly eith
 from __future__ import annotations
 
 import concurrent.futures as cf
+import email.utils
 import http.client
 import json
 import logging
 import os
 import threading
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from datetime import datetime, timezone
 from typing import Iterator
 
-from .base import Backend, Request, Response
+from .base import Backend, EndpointDown, Request, Response
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +46,13 @@ _GUIDED_FIELDS = ("structured_outputs", "guided_choice", "guided_regex")
 
 class OpenAIBackend(Backend):
     def __init__(self, base_url: str, model: str, *, api_key_env: str | None = None, timeout: float = 60,
-                 max_retries: int = 3, backoff: float = 1.0, guided: str = "auto", concurrency: int = 4):
+                 max_retries: int = 3, backoff: float = 1.0, guided: str = "auto", concurrency: int = 4,
+                 max_consecutive_failures: int = 5, max_retry_wait: float = 300.0):
         if guided not in GUIDED_MODES:
             raise ValueError(f"guided must be one of {', '.join(GUIDED_MODES)}, got {guided!r}")
-        if concurrency < 1 or max_retries < 0 or timeout <= 0:
-            raise ValueError("need concurrency >= 1, max_retries >= 0 and timeout > 0")
+        if concurrency < 1 or max_retries < 0 or timeout <= 0 or max_consecutive_failures < 0 or max_retry_wait < 0:
+            raise ValueError("need concurrency >= 1, max_retries >= 0, timeout > 0, max_consecutive_failures >= 0 "
+                             "(0: no circuit breaker) and max_retry_wait >= 0")
         self.url = base_url.rstrip("/") + "/chat/completions"
         self.model = model
         self.timeout = float(timeout)
@@ -49,6 +60,12 @@ class OpenAIBackend(Backend):
         self.backoff = float(backoff)
         self.guided = guided
         self.concurrency = int(concurrency)
+        self.max_consecutive_failures = int(max_consecutive_failures)
+        self.max_retry_wait = float(max_retry_wait)
+        self.endpoint = _public_url(base_url)  # for messages only: never part of a cache key
+        self._consecutive = 0
+        self._down = threading.Event()
+        self._down_reason = ""
         self._key: str | None = None
         if api_key_env:
             self._key = os.environ.get(api_key_env)
@@ -56,11 +73,11 @@ class OpenAIBackend(Backend):
                 raise ValueError(f"the API key variable {api_key_env} is not set (or empty)")
         self._guidance_on = guided != "none"
         self._lock = threading.Lock()
-        self.stats = {"requests": 0, "attempts": 0, "retries": 0, "errors": 0, "malformed": 0}
-        self.model_id = f"openai:{model}@{_public_url(base_url)}|guided={guided}"
+        self.stats = {"requests": 0, "attempts": 0, "retries": 0, "errors": 0, "malformed": 0, "redacted": 0}
+        self.model_id = f"openai:{model}|guided={guided}"
 
     def __repr__(self) -> str:
-        return f"OpenAIBackend({self.model_id!r})"
+        return f"OpenAIBackend({self.model_id!r} at {self.endpoint})"
 
     # -- Backend ----------------------------------------------------------------------------------------------
 
@@ -78,7 +95,12 @@ class OpenAIBackend(Backend):
         try:
             futures = {pool.submit(self._answer, req): i for i, req in enumerate(requests)}
             for fut in cf.as_completed(futures):
-                yield futures[fut], fut.result()
+                resp = fut.result()
+                if self._down.is_set() and not resp.ok:  # not this request's failure: nothing was sent
+                    raise EndpointDown(self._down_reason)
+                yield futures[fut], resp
+            if self._down.is_set():
+                raise EndpointDown(self._down_reason)
         finally:
             # On an interruption, drop what has not started; requests in flight end with their timeout.
             pool.shutdown(wait=False, cancel_futures=True)
@@ -113,11 +135,14 @@ class OpenAIBackend(Backend):
         last = ""
         attempt = 0
         while True:
+            if self._down.is_set():
+                return Response(None, error=f"not sent: {self._down_reason}")
             self._count("attempts")
             retry_after = None
             try:
                 raw = self._post(body)
             except urllib.error.HTTPError as e:
+                self._reachable()
                 detail = self._redact(_snippet(_error_body(e)))
                 if self._reject_guidance(e.code, detail, body):
                     body = self.body(request, guided=False)
@@ -128,17 +153,39 @@ class OpenAIBackend(Backend):
                 retry_after = _retry_after(e.headers.get("Retry-After") if e.headers else None)
             except (OSError, http.client.HTTPException) as e:  # timeouts, refused/reset connections
                 last = self._redact(f"{type(e).__name__}: {getattr(e, 'reason', None) or e}")
+                self._unreachable(last)
             else:
+                self._reachable()
                 return self._parse(raw)
-            if attempt >= self.max_retries:
+            if attempt >= self.max_retries or self._down.is_set():
                 return Response(None, error=f"failed after {attempt + 1} attempts: {last}")
             delay = self.backoff * 2 ** attempt
             if retry_after is not None:
-                delay = max(delay, min(retry_after, 60.0))
-            log.info("%s: attempt %d failed (%s); retrying in %.2f s", self.model_id, attempt + 1, last, delay)
+                delay = max(delay, min(retry_after, self.max_retry_wait))
+            log.info("%s: attempt %d failed (%s); retrying in %.2f s", self.endpoint, attempt + 1, last, delay)
             self._count("retries")
             attempt += 1
-            time.sleep(delay)
+            self._sleep(delay)
+
+    def _sleep(self, seconds: float) -> None:
+        """Back off; wakes at once when the breaker trips (tests replace this to skip the wait)."""
+        self._down.wait(seconds)
+
+    def _reachable(self) -> None:
+        with self._lock:
+            self._consecutive = 0
+
+    def _unreachable(self, why: str) -> None:
+        """One more attempt without any HTTP answer; the N-th in a row trips the breaker."""
+        with self._lock:
+            self._consecutive += 1
+            n = self.max_consecutive_failures
+            if n and self._consecutive >= n and not self._down.is_set():
+                self._down_reason = (f"the endpoint {self.endpoint} gave no answer to {self._consecutive} "
+                                     f"consecutive attempts (timeout {self.timeout:g} s; last: {why}); stopped "
+                                     f"sending (llm.http.max_consecutive_failures: {n})")
+                self._down.set()
+                log.error("%s", self._down_reason)
 
     def _post(self, body: dict) -> bytes:
         headers = {"Content-Type": "application/json", "Accept": "application/json", "User-Agent": "ecrflow"}
@@ -154,15 +201,19 @@ class OpenAIBackend(Backend):
             obj = json.loads(raw)
         except (ValueError, UnicodeDecodeError):
             self._count("malformed")
-            return Response(None, error=f"malformed JSON in the reply: {_snippet(raw)}")
+            return Response(None, error=self._redact(f"malformed JSON in the reply: {_snippet(raw)}"))
         try:
             content = obj["choices"][0]["message"]["content"]
         except (KeyError, IndexError, TypeError):
             content = None
         if not isinstance(content, str):
             self._count("malformed")
-            return Response(None, error=f"the reply has no choices[0].message.content: {_snippet(raw)}")
-        return Response(content.strip())
+            return Response(None, error=self._redact(f"the reply has no choices[0].message.content: {_snippet(raw)}"))
+        redacted = self._redact(content)
+        if redacted != content:  # a server that echoes the request headers: never keep the key
+            self._count("redacted")
+            log.warning("%s: an answer contained the API key; it is stored as ***", self.endpoint)
+        return Response(redacted.strip())
 
     def _reject_guidance(self, status: int, detail: str, body: dict) -> bool:
         """In auto mode, a 400/422 that names the guidance field turns guidance off for the rest of the run."""
@@ -207,8 +258,22 @@ def _error_body(err: urllib.error.HTTPError) -> bytes:
         return b""
 
 
-def _retry_after(value: str | None) -> float | None:
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
+def _retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header: delay-seconds or an HTTP date (RFC 9110 10.2.3);
+    None when absent or unreadable, 0 for a date in the past."""
+    if value is None or not value.strip():
         return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    if when.tzinfo is None:  # an HTTP date is GMT by definition
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, (when - (now or datetime.now(timezone.utc))).total_seconds())

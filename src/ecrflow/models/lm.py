@@ -60,18 +60,23 @@ def _freeze(model: nn.Module) -> nn.Module:
     return model
 
 
-def load_frozen(lm_name: str, encoder_name: str, dtype=None) -> FrozenModels:
+def load_frozen(lm_name: str, encoder_name: str, dtype=None, *, lm_key: str = "models.plm",
+                encoder_key: str = "models.text_encoder") -> FrozenModels:
     """Load the language model and the text encoder by hub id or local directory, frozen, in eval mode,
     with embeddings resized for the added tokens. ``dtype`` (bf16 when training in bf16) halves their
-    memory: they are never updated, so nothing needs their fp32 copy."""
-    from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
+    memory: they are never updated, so nothing needs their fp32 copy. A name that cannot be loaded fails
+    naming its config key (``lm_key``, ``encoder_key``).
 
-    lm_tok = prepare_tokenizer(AutoTokenizer.from_pretrained(lm_name))
-    lm = AutoModelForCausalLM.from_pretrained(lm_name)
+    Any causal LM and any encoder fit: GPT-2 or Llama with grouped-query attention (the prefix is shaped by
+    :func:`lm_shape`), RoBERTa or BERT (token_type_ids default to the single segment 0)."""
+    from .loading import load_pretrained
+
+    lm_tok = prepare_tokenizer(load_pretrained("tokenizer", lm_name, lm_key))
+    lm = load_pretrained("causal_lm", lm_name, lm_key)
     if len(lm_tok) > lm.get_input_embeddings().num_embeddings:
         lm.resize_token_embeddings(len(lm_tok))
-    enc_tok = prepare_tokenizer(AutoTokenizer.from_pretrained(encoder_name))
-    enc = AutoModel.from_pretrained(encoder_name)
+    enc_tok = prepare_tokenizer(load_pretrained("tokenizer", encoder_name, encoder_key))
+    enc = load_pretrained("encoder", encoder_name, encoder_key)
     if len(enc_tok) > enc.get_input_embeddings().num_embeddings:
         enc.resize_token_embeddings(len(enc_tok))
     if dtype is not None:

@@ -42,6 +42,7 @@ class PromptConfig:
     global_entities: bool = True  # co-occurrence entities (Eq. 5)
     fusion: str = "entity"  # "entity": entity-centred (recommendation) | "token": token-centred (conversation)
     mask_padding: bool = True
+    mask_empty_global: bool = False  # with mask_padding: also mask global slots with an empty co-occurrence row
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -149,7 +150,9 @@ class PromptEncoder(nn.Module):
                     raise ValueError("global_entities is on but the batch carries no co-occurrence rows")
                 glob = torch.sparse.mm(global_rows.to(entity_table.dtype), entity_table).view(b, n_slots, -1)
                 slots = torch.cat([slots, glob.to(slots.dtype)], dim=1)
-                slot_mask = torch.cat([slot_mask, slot_mask & has_global.bool()], dim=1)
+                # The reference fuses and attends an empty row's (zero) global slot; masking it is a switch.
+                glob_mask = slot_mask & has_global.bool() if cfg.mask_empty_global else slot_mask
+                slot_mask = torch.cat([slot_mask, glob_mask], dim=1)
             if cfg.emotions:
                 emo = self.emotion_vectors(emotion_ids, emotion_probs)
                 if cfg.global_entities:

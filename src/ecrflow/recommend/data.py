@@ -19,7 +19,7 @@ import pyarrow as pa
 import scipy.sparse as sp
 import torch
 
-from ..constants import RECOMMENDER
+from ..constants import MOVIE_TOKEN, RECOMMENDER
 from ..cooccurrence import CoOccurrence
 from ..data.turns import SPEAKER_TAGS, serialise_context
 from ..models.prompt import emotion_slot_tensors
@@ -44,10 +44,12 @@ class Sample:
 
 @dataclass
 class TextSide:
-    """How contexts become token ids for one model: the tokenizer, its separator and the length cap."""
+    """How contexts become token ids for one model: the tokenizer, its separator, the length cap and the
+    token every input starts with (the text encoder's CLS; None for the language model)."""
 
     tokenizer: object
     max_length: int
+    lead_token: int | None = None
 
     @property
     def sep(self) -> str:
@@ -55,11 +57,14 @@ class TextSide:
         return t.sep_token or t.eos_token
 
     def encode_left(self, texts: list[str], max_length: int | None = None) -> list[list[int]]:
-        """Token ids without special tokens, keeping the last ``max_length`` (left truncation, as the
-        reference: the most recent turns matter)."""
+        """Token ids keeping the last ``max_length`` (left truncation, as the reference: the most recent
+        turns matter); with ``lead_token``, the last ``max_length - 1`` after it, as the reference inserts
+        cls_token_id in front of the text encoder's input (dataset_pre.py, dataset_rec.py)."""
         cap = max_length or self.max_length
         enc = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
-        return [ids[-cap:] for ids in enc]
+        if self.lead_token is None:
+            return [ids[-cap:] for ids in enc]
+        return [[self.lead_token] + (ids[-(cap - 1):] if cap > 1 else []) for ids in enc]
 
 
 def _last(xs: list, n: int) -> list:
@@ -84,19 +89,24 @@ def rec_samples(table: pa.Table, lm: TextSide, enc: TextSide, entity_max_length:
                 feedback_weights: dict[str, float] | None, responses: dict[tuple[str, int], str] | None = None
                 ) -> list[Sample]:
     """Stage-2 samples; ``feedback_weights`` None means unweighted (weight 1); ``responses`` maps
-    (dialog_id, turn) to the UniCRS response u_r, appended to the context as the system's turn."""
+    (dialog_id, turn) to the UniCRS response u_r, appended to the context as the system's turn.
+
+    As the reference (merge.py, dataset_rec.py): a u_r without ``<movie>`` is blanked, and the "System: "
+    tag is appended even when u_r is empty."""
     rows = [r for r in table.to_pylist() if r["rec"] and r["context"]]
     lm_texts, enc_texts = [], []
     for r in rows:
-        texts, roles = list(r["context"]), list(r["context_roles"])
+        lm_text = serialise_context(r["context"], r["context_roles"], lm.sep)
+        enc_text = serialise_context(r["context"], r["context_roles"], enc.sep)
         if responses is not None:
             key = (r["dialog_id"], r["turn"])
             if key not in responses:
                 raise KeyError(f"no UniCRS response for dialog {key[0]} turn {key[1]}")
-            texts.append(responses[key])
-            roles.append(RECOMMENDER)
-        lm_texts.append(serialise_context(texts, roles, lm.sep))
-        enc_texts.append(serialise_context(texts, roles, enc.sep))
+            resp = responses[key] if MOVIE_TOKEN in responses[key] else ""
+            tag = f"{SPEAKER_TAGS[RECOMMENDER]}: {resp}"
+            lm_text, enc_text = lm_text + tag + lm.sep, enc_text + tag + enc.sep
+        lm_texts.append(lm_text)
+        enc_texts.append(enc_text)
     lm_ids, enc_ids = lm.encode_left(lm_texts), enc.encode_left(enc_texts)
     out = []
     for r, li, ei in zip(rows, lm_ids, enc_ids):
@@ -158,6 +168,7 @@ class Collator:
     cooccurrence: CoOccurrence | None = None
     leave_dialog_out: bool = False
     left_pad_lm: bool = False  # generation pads on the left
+    emotion_keep: str = "first"  # "last": an entity's last emotion_top_n labels (the reference's [-3:])
     _normalised: sp.csr_matrix | None = field(default=None, init=False, repr=False)
 
     def _global_rows(self, samples: list[Sample], n_slots: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -185,8 +196,14 @@ class Collator:
         enc_ids, enc_mask = _pad([s.enc_ids for s in samples], self.enc_pad)
         ent, ent_mask = _pad([s.entity for s in samples], self.pad_entity)
         n_slots = ent.shape[1]
-        emo_ids, emo_probs = emotion_slot_tensors([s.emotions for s in samples], [s.emotion_probs for s in samples],
-                                                  n_slots, self.emotion_top_n)
+        labels, probs = [s.emotions for s in samples], [s.emotion_probs for s in samples]
+        if self.emotion_keep == "last":  # emotion_slot_tensors keeps the first top_n: hand it the last ones
+            n = self.emotion_top_n
+            labels = [[lab[-n:] for lab in per] for per in labels]
+            probs = [[p[-n:] for p in per] for per in probs]
+        elif self.emotion_keep != "first":
+            raise ValueError(f"emotion_keep {self.emotion_keep!r} (first | last)")
+        emo_ids, emo_probs = emotion_slot_tensors(labels, probs, n_slots, self.emotion_top_n)
         batch = {
             "lm_ids": lm_ids, "lm_mask": lm_mask, "enc_ids": enc_ids, "enc_mask": enc_mask,
             "entity_ids": ent, "entity_mask": ent_mask, "emotion_ids": emo_ids, "emotion_probs": emo_probs,

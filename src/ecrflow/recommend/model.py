@@ -59,7 +59,10 @@ class PromptedModel(nn.Module):
         prefix = self.prefix(batch, table)
         if task == "rec":
             h = last_hidden(self.lm, prefix, batch["lm_ids"], batch["lm_mask"])
-            logits = (h @ table.t().to(h.dtype)).float()  # scores over all entities (ECR_SPEC 4.3 step 11)
+            # Scores over all entities (ECR_SPEC 4.3 step 11) in fp32 whatever the training precision: bf16
+            # logits fall on a coarse grid and tie (the reference runs fp32); autocast would recast the matmul.
+            with torch.autocast(device_type=h.device.type, enabled=False):
+                logits = h.float() @ table.float().t()
             train_logits = logits
             if self.loss_labels == "items":  # ECR_SPEC 8.12 ablation: the loss over the candidate items only
                 train_logits = logits.masked_fill(~self.is_item, torch.finfo(logits.dtype).min)

@@ -38,29 +38,72 @@ def toy_models(pretrain, rec, *, lm_config, encoder_config, summary, spec: ToyMo
     log.info("toy models: %s", result)
 
 
-def rec_table(name: str, predictions: dict, fingerprint_files: list, *, out, provenance, ks, auc_batch_size: int,
+SUMMARY_ROWS = ("mean", "std", "paper")  # the seed column of a multi-seed table's summary rows
+
+
+def _table_row(name: str, m: dict, ks) -> dict:
+    from ..paper import COLUMNS
+
+    named = {"AUC": m["auc"], "AUC_global": m["auc_global"]}
+    for k in ks:
+        named[f"RT@{k}"] = m[f"recall_true@{k}"]
+        named[f"R@{k}"] = m[f"recall@{k}"]
+    row = {c: named[c] for c in COLUMNS[name] if c in named}
+    row.update({"MRR@10": m.get("mrr@10", float("nan")), "NDCG@10": m.get("ndcg@10", float("nan")),
+                "samples": m["samples"], "auc_batches": m["auc_batches"],
+                "auc_batches_skipped": m["auc_batches_skipped"]})
+    return row
+
+
+def seed_summary(name: str, variant: str, rows: list[dict]) -> list[dict]:
+    """Mean and sample standard deviation (ddof 1) over a variant's seed rows of every metric column, and
+    the paper's numbers beside them (empty where the paper reports none)."""
+    import numpy as np
+
+    from ..paper import COLUMNS, PAPER
+
+    counts = ("samples", "auc_batches", "auc_batches_skipped")  # the same split for every seed: not averaged
+    cols = [c for c in rows[0] if c not in ("model", "seed", *counts)]
+    stats = {}
+    for what, fn in (("mean", np.mean), ("std", lambda v: np.std(v, ddof=1) if len(v) > 1 else float("nan"))):
+        row = {"model": variant, "seed": what}
+        for c in cols:
+            vals = [r[c] for r in rows if r[c] is not None]
+            row[c] = float(fn(vals)) if vals else None
+        stats[what] = row
+    paper = {"model": variant, "seed": "paper",
+             **{c: PAPER[name].get(variant, {}).get(c) for c in cols if c in COLUMNS[name]}}
+    return [stats["mean"], stats["std"], paper]
+
+
+def rec_table(name: str, runs: list, fingerprint_files: list, *, out, provenance, ks, auc_batch_size: int,
               config: dict) -> None:
     """Table 1 or 3 from stage-2 test predictions, with a sibling provenance file (hash of the whole config,
-    data fingerprint, the paper's numbers, the AUC protocol)."""
+    data fingerprint, the paper's numbers, the AUC protocol).
+
+    ``runs``: (variant, seed, predictions) per row; seed None for one run per variant (one row each, no seed
+    column). With several seeds (tables.seeds) a ``seed`` column: one row per seed, then each variant's
+    mean, std and the paper's numbers (rows with seed "mean", "std", "paper")."""
     from ..config import config_hash
     from ..io import data_fingerprint
-    from ..paper import COLUMNS, PAPER, PROTOCOL
+    from ..paper import PAPER, PROTOCOL
     from .training import metrics_from_predictions
 
-    rows, full = [], {}
-    for variant, path in predictions.items():
+    multi = any(seed is not None for _, seed, _ in runs) and len({s for _, s, _ in runs}) > 1
+    rows, full, per_variant = [], {}, {}
+    for variant, seed, path in runs:
         m = metrics_from_predictions(path, ks=ks, auc_batch_size=auc_batch_size)
-        full[variant] = m
-        named = {"AUC": m["auc"], "AUC_global": m["auc_global"]}
-        for k in ks:
-            named[f"RT@{k}"] = m[f"recall_true@{k}"]
-            named[f"R@{k}"] = m[f"recall@{k}"]
-        row = {"model": variant, **{c: named[c] for c in COLUMNS[name] if c in named}}
-        row.update({"MRR@10": m.get("mrr@10", float("nan")), "NDCG@10": m.get("ndcg@10", float("nan")),
-                    "samples": m["samples"], "auc_batches": m["auc_batches"],
-                    "auc_batches_skipped": m["auc_batches_skipped"]})
-        rows.append(row)
+        row = {"model": variant, **({"seed": seed} if multi else {}), **_table_row(name, m, ks)}
+        if multi:
+            full.setdefault(variant, {})[str(seed)] = m
+            per_variant.setdefault(variant, []).append(row)
+        else:
+            full[variant] = m
+            rows.append(row)
+    for variant, seed_rows in per_variant.items():  # per-seed rows, then the variant's summary
+        rows += seed_rows + seed_summary(name, variant, seed_rows)
     write_csv(out, rows)
+    variants = list(dict.fromkeys(v for v, _, _ in runs))
     write_json(provenance, {
         "table": name,
         "config_hash": config_hash(config),
@@ -68,11 +111,17 @@ def rec_table(name: str, predictions: dict, fingerprint_files: list, *, out, pro
         "data_files": [str(p) for p in fingerprint_files],
         "toy": bool(config["toy"]["enabled"]),
         "protocol": PROTOCOL.format(auc_batch_size=auc_batch_size),
-        "variants": {v: config["variants"]["recommend"][v] for v in predictions},
+        "variants": {v: config["variants"]["recommend"][v] for v in variants},
+        "seeds": sorted({s for _, s, _ in runs if s is not None}) or None,
         "metrics": full,
         "paper": PAPER[name],
     })
     log.info("%s: %s", name, json.dumps(rows))
+
+
+def local_models(models) -> list[str]:
+    """The frozen models that are local folders, for the resume fingerprint (hub ids are not files)."""
+    return [m for m in (models.plm, models.text_encoder) if Path(m).is_dir()]
 
 
 # -- the training and prediction rules of the prompt encoder (recommend.training has their building blocks) --
@@ -109,7 +158,7 @@ def pretrain(train, valid, kg_tensors, matrix=None, contributions=None, *, model
                                                     all_entities, acc))
 
     fp = fingerprint(fingerprint_params(section=section, flags=flags, models=models, precision=train_cfg.precision),
-                     [p for p in (train, valid, kg_tensors, matrix) if p])
+                     [p for p in (train, valid, kg_tensors, matrix) if p] + local_models(models))
     run_stage(build, task="rec", cfg=TrainConfig.from_config(section, train_cfg), work_dir=work_dir, fingerprint=fp)
 
 
@@ -144,7 +193,7 @@ def conversation_train(train, valid, kg_tensors, init, *, model_out, metrics_out
                      evaluate=conversation_validation(model, va, collate, section, acc))
 
     fp = fingerprint(fingerprint_params(section=section, models=models, precision=train_cfg.precision),
-                     [train, valid, kg_tensors, init])
+                     [train, valid, kg_tensors, init] + local_models(models))
     run_stage(build, task="conv", cfg=TrainConfig.from_config(section, train_cfg), work_dir=work_dir, fingerprint=fp)
 
 
@@ -225,7 +274,7 @@ def recommend_train(train, valid, kg_tensors, item_ids, matrix=None, contributio
                      write, evaluate=rec_validation(model, va, make_collator(setup, section, co), section, items, acc))
 
     fp = fingerprint(fingerprint_params(section=section, flags=flags, models=models, precision=train_cfg.precision),
-                     [p for p in (train, valid, kg_tensors, item_ids, matrix, init, train_responses) if p])
+                     [p for p in (train, valid, kg_tensors, item_ids, matrix, init, train_responses) if p] + local_models(models))
     run_stage(build, task="rec", cfg=TrainConfig.from_config(section, train_cfg), work_dir=work_dir, fingerprint=fp)
 
 
@@ -238,6 +287,7 @@ def recommend_predict(tables: dict, kg_tensors, item_ids, matrix=None, contribut
     import pyarrow as pa
 
     from ..config import section as typed
+    from ..evaluate import recall_at_k
     from ..io import read_json, write_parquet
     from ..train import TrainSettings, make_accelerator
     from .training import (PREDICTION_SCHEMA, BaseModels, RecommendSettings, Variant, build_model, cooccurrence,
@@ -261,9 +311,10 @@ def recommend_predict(tables: dict, kg_tensors, item_ids, matrix=None, contribut
             rows = pa.table({
                 "dialog_id": [x.dialog_id for x in samples], "turn": [x.turn for x in samples],
                 "item": [x.target for x in samples], "feedback": [x.feedback for x in samples],
-                "gold_rank": s["rank"].astype(np.int32), "gold_prob": s["prob"].astype(np.float32),
+                "gold_rank": s["rank"].astype(np.int32), "gold_ties": s["ties"].astype(np.int32),
+                "gold_prob": s["prob"].astype(np.float32),
                 "loss": s["loss"].astype(np.float32), "top_items": list(s["top_items"].astype(np.int64)),
                 "top_scores": list(s["top_scores"].astype(np.float32)),
             }, schema=PREDICTION_SCHEMA)
             write_parquet(outputs[split], rows)
-            log.info("%s: %d samples, R@10 %.4f", split, rows.num_rows, float((s["rank"] < 10).mean()))
+            log.info("%s: %d samples, R@10 %.4f", split, rows.num_rows, recall_at_k(s["rank"], 10, s["ties"]))

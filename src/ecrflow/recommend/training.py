@@ -45,6 +45,11 @@ class PromptSettings(StageSettings):
     emotion_dim: int
     emotion_slots: int  # emotions per entity slot
     mask_padding: bool  # false: the reference's unmasked fusion (ECR_SPEC 8.13)
+    # true: also mask global-entity slots whose co-occurrence row is empty (the reference attends them)
+    mask_empty_global: bool = False
+    # which emotions of an entity fill its slots: "first" (lists sorted by probability, emotion.turn_merge
+    # max) or "last" (the reference's [-3:] of a concatenation, turn_merge concat); set by the rules
+    emotion_keep: str = "first"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -117,15 +122,20 @@ def load_setup(models: BaseModels, kg_tensors, precision: str = "fp32") -> Setup
 
 
 def text_sides(setup: Setup, section: PromptSettings) -> tuple[TextSide, TextSide]:
+    enc_tok = setup.frozen.encoder_tokenizer
+    # The text encoder's input starts with its CLS token (<s> for RoBERTa, [CLS] for BERT; bos if it has no
+    # CLS), as the reference inserts cls_token_id after cutting to max_length - 1; the LM's has none.
+    lead = enc_tok.cls_token_id if enc_tok.cls_token_id is not None else enc_tok.bos_token_id
     return (TextSide(setup.frozen.lm_tokenizer, section.max_length),
-            TextSide(setup.frozen.encoder_tokenizer, section.max_length))
+            TextSide(enc_tok, section.max_length, lead_token=lead))
 
 
 def make_collator(setup: Setup, section: PromptSettings, co: CoOccurrence | None, *, leave_dialog_out: bool = False,
                   left_pad_lm: bool = False) -> Collator:
     return Collator(lm_pad=setup.frozen.lm_tokenizer.pad_token_id, enc_pad=setup.frozen.encoder_tokenizer.pad_token_id,
                     pad_entity=setup.pad_entity, emotion_top_n=section.emotion_slots, cooccurrence=co,
-                    leave_dialog_out=leave_dialog_out, left_pad_lm=left_pad_lm)
+                    leave_dialog_out=leave_dialog_out, left_pad_lm=left_pad_lm,
+                    emotion_keep=section.emotion_keep)
 
 
 def build_model(setup: Setup, section: PromptSettings, flags: Variant, *, n_prefix: int, fusion: str, init=None,
@@ -137,7 +147,7 @@ def build_model(setup: Setup, section: PromptSettings, flags: Variant, *, n_pref
                                   num_bases=section.num_bases, emotion_dim=section.emotion_dim,
                                   n_prefix=n_prefix, emotions=flags.emotions,
                                   global_entities=flags.global_entities, fusion=fusion,
-                                  mask_padding=section.mask_padding)
+                                  mask_padding=section.mask_padding, mask_empty_global=section.mask_empty_global)
     if init is not None:
         report = prompt.load_compatible(load_safetensors(init))
         log.info("initialised from %s: %d tensors loaded, new: %s, ignored: %s", init, len(report["loaded"]),
@@ -169,14 +179,15 @@ def loader(samples: list[Sample], collate, batch_size: int, accelerator):
 @torch.no_grad()
 def score_samples(model: PromptedModel, samples: list[Sample], collate, *, batch_size: int, item_ids: list[int],
                   top_k: int, accelerator) -> dict[str, np.ndarray]:
-    """Per-sample loss, gold rank among the items, gold softmax probability over all entities and the top-k
-    items with scores, in sample order (gathered over processes)."""
+    """Per-sample loss, gold rank among the items (items scoring strictly higher, and other items tied with
+    the gold one: :func:`ecrflow.evaluate.gold_ranks`), gold softmax probability over all entities and the
+    top-k items with scores, in sample order (gathered over processes). Logits are fp32 (PromptedModel)."""
     model.eval()
     items = torch.as_tensor(item_ids, device=accelerator.device)
     pos_of = torch.full((model.prompt.cfg.n_entity,), -1, dtype=torch.long, device=accelerator.device)
     pos_of[items] = torch.arange(len(items), device=accelerator.device)
     k = min(top_k, len(item_ids))
-    parts: dict[str, list] = {n: [] for n in ("pos", "loss", "rank", "prob", "top_items", "top_scores")}
+    parts: dict[str, list] = {n: [] for n in ("pos", "loss", "rank", "ties", "prob", "top_items", "top_scores")}
     for batch in loader(samples, collate, batch_size, accelerator):
         with accelerator.autocast():
             out = model(batch, "rec")
@@ -186,10 +197,12 @@ def score_samples(model: PromptedModel, samples: list[Sample], collate, *, batch
         prob = logits.softmax(-1).gather(1, target[:, None]).squeeze(1)
         item_scores = logits[:, items]
         gold_col = pos_of[target]
-        rank = torch.from_numpy(gold_ranks(item_scores.cpu().numpy(), gold_col.clamp(min=0).cpu().numpy()))
-        rank = torch.where(gold_col.cpu() < 0, torch.full_like(rank, len(item_ids)), rank).to(logits.device)
+        ahead, tied = gold_ranks(item_scores.cpu().numpy(), gold_col.clamp(min=0).cpu().numpy(), ties=True)
+        not_item = gold_col.cpu() < 0  # a gold entity outside the candidates: never ranked
+        rank = torch.where(not_item, len(item_ids), torch.from_numpy(ahead)).to(logits.device)
+        ties = torch.where(not_item, 0, torch.from_numpy(tied)).to(logits.device)
         top_s, top_i = item_scores.topk(k, dim=1)
-        for name, t in (("pos", batch["pos"]), ("loss", ce), ("rank", rank), ("prob", prob),
+        for name, t in (("pos", batch["pos"]), ("loss", ce), ("rank", rank), ("ties", ties), ("prob", prob),
                         ("top_items", items[top_i]), ("top_scores", top_s)):
             parts[name].append(accelerator.gather_for_metrics(t.contiguous()).cpu())
     merged = {n: torch.cat(v).numpy() for n, v in parts.items()}
@@ -197,15 +210,25 @@ def score_samples(model: PromptedModel, samples: list[Sample], collate, *, batch
     return {n: v[order] for n, v in merged.items()}
 
 
+def validation_loss(ce: np.ndarray, weights: np.ndarray, batch_size: int) -> float:
+    """The reference's validation loss (train_rec.py, train_pre.py): the mean over consecutive batches of
+    ``batch_size`` samples of each batch's loss, the weighted mean of w_i CE_i (Eq. 7; w = 1 when the
+    variant is unweighted), so a weighted variant's best epoch is chosen by the loss it trains on."""
+    wl = np.asarray(ce, dtype=np.float64) * np.asarray(weights, dtype=np.float64)
+    return float(np.mean([wl[lo:lo + batch_size].mean() for lo in range(0, len(wl), batch_size)]))
+
+
 def rec_validation(model, samples, collate, section: PromptSettings, item_ids, accelerator, ks=(1, 10, 50)):
-    """Per-epoch validation of stages 1 and 2: the mean loss, Recall@k and AUC of the ranked samples."""
+    """Per-epoch validation of stages 1 and 2: the loss (:func:`validation_loss`, what ``select_metric:
+    loss`` minimises), the unweighted mean cross-entropy ``ce``, Recall@k and AUC of the ranked samples."""
     def measure(samples) -> dict:
         s = score_samples(model, samples, collate, batch_size=section.eval_batch_size, item_ids=item_ids,
                           top_k=max(ks), accelerator=accelerator)
         fb = np.array([FEEDBACK_CODE[x.feedback] for x in samples])
-        metrics = recommendation_metrics(s["rank"], fb, s["prob"], ks=ks)
+        metrics = recommendation_metrics(s["rank"], fb, s["prob"], ks=ks, ties=s["ties"])
         keep = {k: v for k, v in metrics.items() if k.startswith(("recall@", "auc"))}
-        return {"loss": float(s["loss"].mean()), **keep}
+        loss = validation_loss(s["loss"], np.array([x.weight for x in samples]), section.eval_batch_size)
+        return {"loss": loss, "ce": float(s["loss"].mean()), **keep}
     return validation(samples, measure, empty={"loss": None})
 
 
@@ -247,7 +270,8 @@ PREDICTION_SCHEMA = pa.schema([
     ("turn", pa.int32()),
     ("item", pa.int64()),  # the gold item of the sample
     ("feedback", pa.string()),
-    ("gold_rank", pa.int32()),  # 0-based rank of the gold item among all items (ties pessimistic)
+    ("gold_rank", pa.int32()),  # 0-based rank of the gold item among all items: the items scoring higher
+    ("gold_ties", pa.int32()),  # other items with the gold item's score (metrics: expectation over their order)
     ("gold_prob", pa.float32()),  # softmax over all entities at the gold item (the AUC score, ECR_SPEC 6.1)
     ("loss", pa.float32()),
     ("top_items", pa.list_(pa.int64())),
@@ -256,7 +280,8 @@ PREDICTION_SCHEMA = pa.schema([
 
 
 def metrics_from_predictions(path, *, ks, auc_batch_size: int) -> dict:
-    t = pq.read_table(path, columns=["gold_rank", "feedback", "gold_prob"])
+    t = pq.read_table(path)
     fb = np.array([FEEDBACK_CODE[x] for x in t.column("feedback").to_pylist()])
+    ties = t.column("gold_ties").to_numpy() if "gold_ties" in t.column_names else None  # older files: none
     return recommendation_metrics(t.column("gold_rank").to_numpy(), fb, t.column("gold_prob").to_numpy(),
-                                  ks=tuple(ks), auc_batch_size=auc_batch_size)
+                                  ks=tuple(ks), auc_batch_size=auc_batch_size, ties=ties)

