@@ -25,7 +25,7 @@ EMO = "results/emotion"
 # fill the gaps instead of delaying it. Order only; no result depends on it.
 CRITICAL_PATH = 10
 TOY_DATA = config["toy"]["enabled"]  # the raw files are made by the toy_data rule
-# The small models (toy.models: tokenizer, GPT-2, RoBERTa, emotion LM, Llama) are rule outputs: in the toy run,
+# The small models (toy.models: tokenizer, GPT-2, RoBERTa, emotion LM, Llama) are built by rules, in the toy run
 # and on real dialogues with toy.small_models (the real-sample run).
 SMALL_MODELS = TOY_DATA or config["toy"]["small_models"]
 
@@ -102,8 +102,8 @@ CONVERTED_MODELS = (SMOLLM2_DIR, MINILM_DIR)
 
 
 def model_inputs(name):
-    """A models.* entry as rule input: a converted folder (a directory() output), a toy model's config.json,
-    an existing local folder's config.json, or nothing for a hub id."""
+    """What a models.* entry adds to the inputs of the rules that load it: a converted folder (a directory()
+    output), a toy model's config.json, an existing local folder's config.json, or nothing for a hub id."""
     if str(Path(name)) in CONVERTED_MODELS:
         return [str(Path(name))]
     return [f"{name}/config.json"] if SMALL_MODELS or Path(name).is_dir() else []
