@@ -19,11 +19,11 @@ class InputError(ValueError):
         self.hint = hint
         self.field = field
         self.expected = expected
-        self.problem = message
         where = self.path if line is None else f"{self.path}, line {line}"
         text = f"{where}: {message}"
         if expected:
             text += f"; expected {expected}"
+        self.headline = text  # "file, line N: problem; expected ...": the message without the hint
         if hint:
             text += f"\n  hint: {hint}"
         super().__init__(text)

@@ -66,10 +66,7 @@ def failure_block(error: BaseException, rule: str, log_path: str | None) -> str:
 
     rows: list[tuple[str, str]] = []
     if isinstance(error, InputError):
-        # "file, line N: problem; expected ..." as str(error) words it (what users and tests grep for).
-        where = error.path if error.line is None else f"{error.path}, line {error.line}"
-        expected = f"; expected {error.expected}" if error.expected else ""
-        head = f"{where}: {error.problem}{expected}"
+        head = error.headline  # as str(error) words it (what users and tests grep for), the hint apart
         if error.field:
             rows.append(("field", error.field))
         if error.hint:
