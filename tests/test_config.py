@@ -80,3 +80,13 @@ def test_judge_and_rl_settings_are_checked(paper, change, expected):
     with pytest.raises(ConfigError) as err:
         validate_config(_merge(paper, change))
     assert expected in str(err.value)
+
+
+def test_copy_without_global_entities_is_refused_naming_the_variant(paper):
+    cfg = copy.deepcopy(paper)
+    cfg["variants"]["recommend"]["ecr_l"]["copy"] = True
+    with pytest.raises(ConfigError, match=r"variants\.recommend\.ecr_l\.copy: .*global_entities"):
+        validate_config(cfg)
+    cfg["variants"]["recommend"]["ecr_l"]["copy"] = False
+    cfg["variants"]["recommend"]["ecr"]["copy"] = True
+    validate_config(cfg)

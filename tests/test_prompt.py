@@ -282,3 +282,53 @@ def test_global_slots_with_an_empty_row_are_attended_as_the_reference(tiny_model
     # Padding stays masked either way (sample 2's padded slots).
     assert mask[0].tolist() == [True] * 7 + [not mask_empty_global, True]
     assert mask[1].tolist() == [True] * 4 + [False] * 2 + [True] + [False] * 2
+
+
+def _copy_model(tiny_models, tiny_kg, emotions=True):
+    meta, ei, et = tiny_kg
+    torch.manual_seed(0)
+    prompt = build_prompt_encoder(tiny_models["frozen"], meta, ei, et, num_bases=2, emotion_dim=4, n_prefix=3,
+                                  emotions=emotions, global_entities=True, copy=True)
+    return PromptedModel(tiny_models["frozen"], prompt)
+
+
+def test_copy_scores_mix_the_softmax_with_the_slot_weighted_cooccurrence_rows(tiny_models, tiny_kg):
+    model = _copy_model(tiny_models, tiny_kg, emotions=False)
+    with torch.no_grad():
+        model.prompt.copy_gate.weight.zero_()
+        model.prompt.copy_gate.bias.zero_()  # g = 0.5
+    # Sample 0: two slots with rows [0, 1, 0, 0] and [0, 0, .5, .5] (uniform slot weights without emotions);
+    # sample 1: a slot without a row, a padded slot.
+    idx = torch.tensor([[0, 1, 1], [1, 2, 3]])
+    rows = torch.sparse_coo_tensor(idx, torch.tensor([1.0, 0.5, 0.5]), (4, 4)).coalesce()
+    has = torch.tensor([[True, True], [False, False]])
+    mask = torch.tensor([[1, 1], [1, 0]])
+    logits = torch.zeros(2, 4)
+    out = model.prompt.copy_scores(torch.zeros(2, 32), logits, entity_mask=mask, global_rows=rows, has_global=has)
+    p = out.exp()
+    assert torch.allclose(p[0], torch.tensor([0.125, 0.375, 0.25, 0.25]), atol=1e-6)
+    assert torch.allclose(p[1], torch.full((4,), 0.25), atol=1e-6)  # nothing to copy: plain softmax
+    assert torch.allclose(p.sum(1), torch.ones(2), atol=1e-6)
+
+
+def test_copy_is_trained_end_to_end_and_its_loss_is_the_log_probability(tiny_models, tiny_kg):
+    model = _copy_model(tiny_models, tiny_kg)
+    b = _batch(tiny_models["frozen"], 11,
+               global_rows=_global(12, ((1, 2, 3), (4,))))
+    out = model(b, "rec")
+    logp = out["logits"]
+    assert torch.allclose(logp.exp().sum(1), torch.ones(2), atol=1e-5)
+    ce = -logp.gather(1, b["target"][:, None]).squeeze(1)
+    assert torch.allclose(out["loss"], (b["weight"] * ce).mean(), atol=1e-5)
+    out["loss"].backward()
+    for name in ("copy_gate.weight", "copy_slot.0.weight"):
+        grad = dict(model.prompt.named_parameters())[name].grad
+        assert grad is not None and grad.abs().sum() > 0, name
+    assert all(p.grad is None for p in model.lm.parameters())
+
+
+def test_copy_needs_global_entities(tiny_models, tiny_kg):
+    meta, ei, et = tiny_kg
+    with pytest.raises(ValueError, match="needs global_entities"):
+        build_prompt_encoder(tiny_models["frozen"], meta, ei, et, num_bases=2, emotion_dim=4, emotions=True,
+                             global_entities=False, copy=True)

@@ -57,6 +57,9 @@ def _check_consistency(config: dict) -> None:
     variants = config["variants"]
     problems = []
     for name, v in variants["recommend"].items():
+        if v.get("copy") and not v["global_entities"]:
+            problems.append(f"  variants.recommend.{name}.copy: the copy scores read the global entities' "
+                            f"co-occurrence rows; set global_entities: true or copy: false")
         if v["pretrain"] not in variants["pretrain"]:
             problems.append(f"  variants.recommend.{name}.pretrain: {v['pretrain']!r} is not a stage-1 variant "
                             f"(variants.pretrain has {', '.join(sorted(variants['pretrain']))})")

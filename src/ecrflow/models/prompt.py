@@ -43,6 +43,13 @@ class PromptConfig:
     fusion: str = "entity"  # "entity": entity-centred (recommendation) | "token": token-centred (conversation)
     mask_padding: bool = True
     mask_empty_global: bool = False  # with mask_padding: also mask global slots with an empty co-occurrence row
+    # Stage 2: score with a copy mixture over the global entities' co-occurrence rows besides h . E (see
+    # PromptEncoder.copy_scores); needs global_entities.
+    copy: bool = False
+
+    def __post_init__(self):
+        if self.copy and not self.global_entities:
+            raise ValueError("copy scores mix the global entities' co-occurrence rows: it needs global_entities")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -102,6 +109,13 @@ class PromptEncoder(nn.Module):
             self.prefix_proj = ResidualMLP(d, d // 2)
         self.prompt_proj1 = ResidualMLP(d, d // 2)
         self.prompt_proj2 = nn.Linear(d, cfg.n_layer * 2 * cfg.n_kv_head * cfg.head_dim)
+        if cfg.copy:
+            # How much of the recommendation is copied (a gate read from h), and from which context entity
+            # (a weight read from the entity's emotion vector: the reference's copy_proj on v_l).
+            self.copy_gate = nn.Linear(d, 1)
+            if cfg.emotions:
+                self.copy_slot = nn.Sequential(nn.Linear(cfg.emotion_dim, cfg.emotion_dim), nn.ReLU(),
+                                               nn.Linear(cfg.emotion_dim, 1))
 
     # -- pieces -------------------------------------------------------------------------------------------
     def entity_table(self) -> torch.Tensor:
@@ -177,6 +191,34 @@ class PromptEncoder(nn.Module):
         p = out.shape[1]
         out = out.view(b, p, cfg.n_layer, 2, cfg.n_kv_head, cfg.head_dim).permute(2, 3, 0, 4, 1, 5)
         return Prefix(key=out[:, 0], value=out[:, 1], mask=slot_mask)
+
+    def copy_scores(self, h: torch.Tensor, logits: torch.Tensor, *, entity_mask: torch.Tensor,
+                    global_rows: torch.Tensor, has_global: torch.Tensor, emotion_ids: torch.Tensor | None = None,
+                    emotion_probs: torch.Tensor | None = None) -> torch.Tensor:
+        """log p over all entities, p = (1 - g) softmax(h . E) + g sum_l a_l N_l (B x n_ent, fp32).
+
+        N_l is local entity l's row-normalised co-occurrence row (a distribution over entities), a_l a softmax
+        over the context entities that have one (by their emotion vectors; uniform without emotions), and g =
+        sigmoid(w . h + b) the share copied. The reference's ``--copy`` adds 0.5 sum_l MLP(v_l) N_l to the
+        logits instead; a mixture of distributions needs no scale to be learnt (N's entries are ~1/row
+        support, the logits' spread is several units), so a few hundred steps suffice. A sample without any
+        co-occurrence row keeps plain softmax(h . E)."""
+        b, n_slots = entity_mask.shape
+        valid = entity_mask.bool() & has_global.bool()
+        if self.cfg.emotions:
+            weight = self.copy_slot(self.emotion_vectors(emotion_ids, emotion_probs).float()).squeeze(-1)
+        else:
+            weight = torch.zeros(b, n_slots, device=logits.device)
+        slot = weight.masked_fill(~valid, torch.finfo(weight.dtype).min).softmax(dim=1)  # B x L
+        rows = global_rows.coalesce()
+        r, c = rows.indices()
+        mass = rows.values().float() * slot.reshape(-1)[r]
+        dist = torch.zeros(b, logits.shape[1], device=logits.device).index_put((r // n_slots, c), mass,
+                                                                                  accumulate=True)
+        g = torch.sigmoid(self.copy_gate(h.float())).clamp(1e-6, 1 - 1e-6)  # B x 1
+        base = logits.float().log_softmax(dim=-1)
+        mixed = torch.logaddexp(torch.log1p(-g) + base, torch.log(g) + dist.clamp_min(1e-30).log())
+        return torch.where(valid.any(dim=1, keepdim=True), mixed, base)
 
     # -- checkpoints --------------------------------------------------------------------------------------
     def load_compatible(self, state: dict[str, torch.Tensor]) -> dict[str, list[str]]:

@@ -63,6 +63,11 @@ class PromptedModel(nn.Module):
             # logits fall on a coarse grid and tie (the reference runs fp32); autocast would recast the matmul.
             with torch.autocast(device_type=h.device.type, enabled=False):
                 logits = h.float() @ table.float().t()
+                if self.prompt.cfg.copy:  # log-probabilities: CE, softmax and rankings read them alike
+                    logits = self.prompt.copy_scores(
+                        h, logits, entity_mask=batch["entity_mask"], global_rows=batch["global_rows"],
+                        has_global=batch["has_global"], emotion_ids=batch.get("emotion_ids"),
+                        emotion_probs=batch.get("emotion_probs"))
             train_logits = logits
             if self.loss_labels == "items":  # ECR_SPEC 8.12 ablation: the loss over the candidate items only
                 train_logits = logits.masked_fill(~self.is_item, torch.finfo(logits.dtype).min)

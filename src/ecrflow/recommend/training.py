@@ -93,6 +93,7 @@ class Variant:
     emotions: bool  # emotion-aware local entities
     global_entities: bool  # co-occurrence (--nei_mer)
     weighted_loss: bool = False  # feedback-weighted loss (stage 2)
+    copy: bool = False  # stage 2: copy mixture over the global entities' rows (models.prompt.copy_scores)
     pretrain: str | None = None  # the stage-1 variant a stage-2 variant starts from
 
 
@@ -147,7 +148,8 @@ def build_model(setup: Setup, section: PromptSettings, flags: Variant, *, n_pref
                                   num_bases=section.num_bases, emotion_dim=section.emotion_dim,
                                   n_prefix=n_prefix, emotions=flags.emotions,
                                   global_entities=flags.global_entities, fusion=fusion,
-                                  mask_padding=section.mask_padding, mask_empty_global=section.mask_empty_global)
+                                  mask_padding=section.mask_padding, mask_empty_global=section.mask_empty_global,
+                                  copy=flags.copy)
     if init is not None:
         report = prompt.load_compatible(load_safetensors(init))
         log.info("initialised from %s: %d tensors loaded, new: %s, ignored: %s", init, len(report["loaded"]),
