@@ -260,6 +260,45 @@ def test_hf_backend_constrained_generation(tiny_tokenizer, tmp_path, one_thread)
     assert prompt.endswith("user: hello\nassistant:")
 
 
+def _random_llama(tokenizer, folder: Path, seed: int) -> str:
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
+                                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                         max_position_embeddings=512, bos_token_id=tokenizer.eos_token_id,
+                                         eos_token_id=tokenizer.eos_token_id))
+    model.save_pretrained(folder)
+    tokenizer.chat_template = CHAT_TEMPLATE
+    tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_a_shared_system_prompt_is_encoded_once_with_the_same_answers(arch, tiny_tokenizer, tmp_path, one_thread):
+    """Greedy batches whose prompts share a long start (the judge's system prompt) decode from that start's
+    cached keys/values, with the rows' own parts padded after it: every answer, constrained or free, is the
+    one a full left-padded prefill gives (GPT-2, and a grouped-query Llama with rotary positions)."""
+    make = _random_llama if arch == "llama" else (lambda t, f, s: _random_lm(t, f, s, CHAT_TEMPLATE))
+    folder = make(tiny_tokenizer, tmp_path / arch, 3)
+    system = "You judge replies of movie recommenders. " * 2
+    users = ["Hi", "Have you seen <movie> ? It is a funny one with a great cast.", "Goodbye!",
+             "I loved it, thanks! Anything like it with more action? " * 3]
+    lines = Constraint.lines(["joy", "fun"], DIGITS)
+    reqs = [Request((("system", system), ("user", u)), 20, lines) for u in users] + \
+        [Request((("system", system), ("user", u)), 8) for u in users]
+    shared = make_backend({"kind": "hf", "model": folder, "batch_size": 4})
+    full = make_backend({"kind": "hf", "model": folder, "batch_size": 4})
+    full.min_shared_prefix = 10 ** 6  # never: the plain generate() path
+    a, b = shared.generate(reqs), full.generate(reqs)
+    assert shared._prefix_kv is not None and len(shared._prefix_kv[0]) >= 32 and full._prefix_kv is None
+    assert [r.error for r in a] == [None] * len(reqs), [r.error for r in a]
+    assert [r.text for r in a] == [r.text for r in b]
+    assert all(lines.matches(r.text) for r in a[:4])
+    assert len({r.text for r in a[4:]}) > 1  # the rows went their own ways
+
+
 # -- cache and resume ----------------------------------------------------------------------------------------
 
 

@@ -116,6 +116,8 @@ class HFBackend(Backend):
         self.eos_ids = _eos_ids(self.tokenizer, self.model)
         self.chat = bool(getattr(self.tokenizer, "chat_template", None))
         self._table = None
+        self._prefix_kv = None  # (prefix ids, per-layer keys/values) of the last shared prompt prefix
+        self.min_shared_prefix = 32  # shorter shared prefixes are not worth a separate path
         self.model_id = model_id or ("hf:" + self.model_name + (f"#{gguf_file}" if gguf_file else "")
                                      + (f"@{str(dtype).removeprefix('torch.')}" if dtype is not None else ""))
         log.info("loaded %s on %s (%s prompts)", self.model_id, self.device,
@@ -187,6 +189,78 @@ class HFBackend(Backend):
             return [r for req in batch for r in self._generate_batch([req])]
 
     def _run(self, batch: list[Request]) -> list[str]:
+        first = batch[0]
+        if first.temperature <= 0:
+            prompts = [self.tokenizer(self.prompt(r), add_special_tokens=not self.chat)["input_ids"] for r in batch]
+            shared = _common_prefix(prompts)
+            if shared >= self.min_shared_prefix:
+                return self._run_shared_prefix(batch, prompts, shared)
+        return self._run_generate(batch)
+
+    def _prefix_layers(self, ids: tuple[int, ...]):
+        """Per-layer (keys, values) of a prompt prefix (batch 1), computed once per distinct prefix: every
+        judge request starts with the same system prompt, about half of its tokens."""
+        import torch
+
+        if self._prefix_kv is None or self._prefix_kv[0] != ids:
+            with torch.inference_mode():
+                out = self.model(input_ids=torch.tensor([ids], device=self.device), use_cache=True)
+            self._prefix_kv = (ids, [(layer.keys, layer.values) for layer in out.past_key_values.layers])
+        return self._prefix_kv[1]
+
+    def _run_shared_prefix(self, batch: list[Request], prompts: list[list[int]], shared: int) -> list[str]:
+        """Greedy decoding from the shared prefix's cached keys/values: the rows' own parts are left-padded
+        after it ([prefix][pads][suffix], pads masked, positions counted over real tokens), so the answer
+        is the one a full prefill gives."""
+        import torch
+        from transformers import DynamicCache
+
+        from .constraint import TokenConstraint
+
+        b, dev = len(batch), self.device
+        layers = self._prefix_layers(tuple(prompts[0][:shared]))
+        cache = DynamicCache(ddp_cache_data=[(k.expand(b, -1, -1, -1).contiguous(), v.expand(b, -1, -1, -1).contiguous())
+                                             for k, v in layers])
+        rest = [p[shared:] for p in prompts]
+        width = max(map(len, rest))
+        pad = self.tokenizer.pad_token_id
+        ids = torch.full((b, shared + width), pad, dtype=torch.long)
+        mask = torch.zeros((b, shared + width), dtype=torch.long)
+        ids[:, :shared] = torch.tensor(prompts[0][:shared])
+        mask[:, :shared] = 1
+        for i, r in enumerate(rest):
+            ids[i, shared + width - len(r):] = torch.tensor(r)
+            mask[i, shared + width - len(r):] = 1
+        ids, mask = ids.to(dev), mask.to(dev)
+        pos = (mask.cumsum(1) - 1).clamp_min(0)
+        prompt_len = ids.shape[1]
+        constraint = batch[0].constraint
+        constrain = (TokenConstraint(constraint, self.token_table, prompt_len, self.eos_ids)
+                     if constraint is not None else None)
+        eos = torch.tensor(self.eos_ids, device=dev)
+        done = torch.zeros(b, dtype=torch.bool, device=dev)
+        step_ids, step_pos = ids[:, shared:], pos[:, shared:]
+        with torch.inference_mode():
+            for _ in range(batch[0].max_tokens):
+                out = self.model(input_ids=step_ids, attention_mask=mask, position_ids=step_pos,
+                                 past_key_values=cache, use_cache=True)
+                cache = out.past_key_values
+                scores = out.logits[:, -1].float()
+                if constrain is not None:
+                    scores = constrain(ids, scores)
+                token = torch.where(done, torch.full_like(done, pad, dtype=torch.long), scores.argmax(-1))
+                ids = torch.cat([ids, token[:, None]], dim=1)
+                done = done | torch.isin(token, eos)
+                if bool(done.all()):
+                    break
+                mask = torch.cat([mask, torch.ones((b, 1), dtype=mask.dtype, device=dev)], dim=1)
+                step_pos = step_pos[:, -1:] + 1
+                step_ids = token[:, None]
+        texts = self.tokenizer.batch_decode(ids[:, prompt_len:], skip_special_tokens=True,
+                                            clean_up_tokenization_spaces=False)
+        return [t.strip() for t in texts]
+
+    def _run_generate(self, batch: list[Request]) -> list[str]:
         import torch
         from transformers import GenerationConfig, LogitsProcessorList
 
@@ -210,6 +284,15 @@ class HFBackend(Backend):
         texts = self.tokenizer.batch_decode(ids[:, prompt_len:], skip_special_tokens=True,
                                             clean_up_tokenization_spaces=False)
         return [t.strip() for t in texts]
+
+
+def _common_prefix(prompts: list[list[int]]) -> int:
+    """Tokens every prompt starts with, leaving each at least one of its own (whose logits start the
+    answer)."""
+    first, n = prompts[0], min(len(p) for p in prompts) - 1
+    for p in prompts[1:]:
+        n = min(n, next((i for i, (a, c) in enumerate(zip(first[:n], p[:n])) if a != c), n))
+    return max(n, 0)
 
 
 def _eos_ids(tokenizer, model) -> list[int]:
