@@ -69,11 +69,14 @@ class ResidualMLP(nn.Module):
 @dataclass
 class Prefix:
     """Per-layer prefixes: ``key``/``value`` of shape (n_layer, B, n_kv_head, P, head_dim), and the (B, P)
-    mask of prefix positions the language model may attend to."""
+    mask of prefix positions the language model may attend to. ``emotion``: the (B, L, emotion_dim) emotion
+    vectors of the local entities when the prompt uses emotions (the copy mixture's slot weights read them).
+    """
 
     key: torch.Tensor
     value: torch.Tensor
     mask: torch.Tensor
+    emotion: torch.Tensor | None = None
 
 
 class PromptEncoder(nn.Module):
@@ -148,6 +151,7 @@ class PromptEncoder(nn.Module):
         cfg = self.cfg
         b, n_slots = entity_ids.shape
         mask_pad = cfg.mask_padding
+        local_emotion = None
         local = entity_table[entity_ids]  # B x L x d
         tokens = self.token_proj2(self.token_proj1(token_states))  # B x T x d
         # UniCRS bilinear fusion, scaled by 1/d as the reference does.
@@ -168,7 +172,7 @@ class PromptEncoder(nn.Module):
                 glob_mask = slot_mask & has_global.bool() if cfg.mask_empty_global else slot_mask
                 slot_mask = torch.cat([slot_mask, glob_mask], dim=1)
             if cfg.emotions:
-                emo = self.emotion_vectors(emotion_ids, emotion_probs)
+                emo = local_emotion = self.emotion_vectors(emotion_ids, emotion_probs)
                 if cfg.global_entities:
                     emo = torch.cat([emo, emo], dim=1)  # each global slot gets its local entity's emotion
                 fused = torch.cat([slots, emo.to(slots.dtype)], dim=-1)
@@ -190,15 +194,16 @@ class PromptEncoder(nn.Module):
         out = self.prompt_proj2(self.prompt_proj1(slots))  # B x P x (layers*2*heads*hd)
         p = out.shape[1]
         out = out.view(b, p, cfg.n_layer, 2, cfg.n_kv_head, cfg.head_dim).permute(2, 3, 0, 4, 1, 5)
-        return Prefix(key=out[:, 0], value=out[:, 1], mask=slot_mask)
+        return Prefix(key=out[:, 0], value=out[:, 1], mask=slot_mask, emotion=local_emotion)
 
     def copy_scores(self, h: torch.Tensor, logits: torch.Tensor, *, entity_mask: torch.Tensor,
-                    global_rows: torch.Tensor, has_global: torch.Tensor, emotion_ids: torch.Tensor | None = None,
-                    emotion_probs: torch.Tensor | None = None) -> torch.Tensor:
+                    global_rows: torch.Tensor, has_global: torch.Tensor,
+                    emotion: torch.Tensor | None = None) -> torch.Tensor:
         """log p over all entities, p = (1 - g) softmax(h . E) + g sum_l a_l N_l (B x n_ent, fp32).
 
         N_l is local entity l's row-normalised co-occurrence row (a distribution over entities), a_l a softmax
-        over the context entities that have one (by their emotion vectors; uniform without emotions), and g =
+        over the context entities that have one (read from their emotion vectors ``emotion``, B x L x
+        emotion_dim, as the prefix computed them; uniform without emotions), and g =
         sigmoid(w . h + b) the share copied. The reference's ``--copy`` adds 0.5 sum_l MLP(v_l) N_l to the
         logits instead; a mixture of distributions needs no scale to be learnt (N's entries are ~1/row
         support, the logits' spread is several units), so a few hundred steps suffice. A sample without any
@@ -206,7 +211,9 @@ class PromptEncoder(nn.Module):
         b, n_slots = entity_mask.shape
         valid = entity_mask.bool() & has_global.bool()
         if self.cfg.emotions:
-            weight = self.copy_slot(self.emotion_vectors(emotion_ids, emotion_probs).float()).squeeze(-1)
+            if emotion is None:
+                raise ValueError("the copy slot weights read the local entities' emotion vectors: pass emotion")
+            weight = self.copy_slot(emotion.float()).squeeze(-1)
         else:
             weight = torch.zeros(b, n_slots, device=logits.device)
         slot = weight.masked_fill(~valid, torch.finfo(weight.dtype).min).softmax(dim=1)  # B x L

@@ -66,8 +66,7 @@ class PromptedModel(nn.Module):
                 if self.prompt.cfg.copy:  # log-probabilities: CE, softmax and rankings read them alike
                     logits = self.prompt.copy_scores(
                         h, logits, entity_mask=batch["entity_mask"], global_rows=batch["global_rows"],
-                        has_global=batch["has_global"], emotion_ids=batch.get("emotion_ids"),
-                        emotion_probs=batch.get("emotion_probs"))
+                        has_global=batch["has_global"], emotion=prefix.emotion)
             train_logits = logits
             if self.loss_labels == "items":  # ECR_SPEC 8.12 ablation: the loss over the candidate items only
                 train_logits = logits.masked_fill(~self.is_item, torch.finfo(logits.dtype).min)
