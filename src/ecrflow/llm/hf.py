@@ -189,13 +189,13 @@ class HFBackend(Backend):
             return [r for req in batch for r in self._generate_batch([req])]
 
     def _run(self, batch: list[Request]) -> list[str]:
-        first = batch[0]
-        if first.temperature <= 0:
-            prompts = [self.tokenizer(self.prompt(r), add_special_tokens=not self.chat)["input_ids"] for r in batch]
+        # Tokenized once, for either path; a chat template writes its own BOS.
+        prompts = [self.tokenizer(self.prompt(r), add_special_tokens=not self.chat)["input_ids"] for r in batch]
+        if batch[0].temperature <= 0:
             shared = _common_prefix(prompts)
             if shared >= self.min_shared_prefix:
                 return self._run_shared_prefix(batch, prompts, shared)
-        return self._run_generate(batch)
+        return self._run_generate(batch, prompts)
 
     def _prefix_layers(self, ids: tuple[int, ...]):
         """Per-layer (keys, values) of a prompt prefix (batch 1), computed once per distinct prefix: every
@@ -260,15 +260,14 @@ class HFBackend(Backend):
                                             clean_up_tokenization_spaces=False)
         return [t.strip() for t in texts]
 
-    def _run_generate(self, batch: list[Request]) -> list[str]:
+    def _run_generate(self, batch: list[Request], prompts: list[list[int]]) -> list[str]:
         import torch
         from transformers import GenerationConfig, LogitsProcessorList
 
         from .constraint import TokenConstraint
 
         first = batch[0]
-        enc = self.tokenizer([self.prompt(r) for r in batch], return_tensors="pt", padding=True,
-                             add_special_tokens=not self.chat)  # a chat template writes its own BOS
+        enc = self.tokenizer.pad({"input_ids": prompts}, return_tensors="pt")  # left padding, with its mask
         enc = {k: v.to(self.device) for k, v in enc.items()}
         prompt_len = enc["input_ids"].shape[1]
         sample = first.temperature > 0
