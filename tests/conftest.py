@@ -85,16 +85,104 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.unit)
 
 
+TOY_CONFIG = str(REPO / "config" / "toy.yaml")
+REAL_SAMPLE_TARGETS = ["results/tables/table1.csv", "results/tables/table3.csv", "results/tables/baselines.csv"]
+EMOTION_LABELLED = [f"results/emotion/labelled/{s}_data_dbpedia_emo.jsonl" for s in ("train", "valid", "test")]
+
+
+def _real_sample(ws: Path) -> list[str]:
+    (ws / "data").symlink_to(REPO / "data")  # raw_dir is relative: data/redial_real_sample
+    return [*REAL_SAMPLE_TARGETS, "--configfile", str(REPO / "config" / "real_sample.yaml")]  # targets first
+
+
+def _emotion_pipeline(ws: Path) -> list[str]:
+    import yaml
+
+    (ws / "over.yaml").write_text(yaml.safe_dump(
+        {"data": {"emotions": "pipeline", "dialog_pattern": "{split}_data_dbpedia_raw.jsonl"}}))
+    return ["results/data/processed/train_rec.parquet", *EMOTION_LABELLED, "--configfile", TOY_CONFIG,
+            str(ws / "over.yaml")]
+
+
+# The session's Snakemake builds that need nothing but the repository: fixture name -> its arguments (given
+# the empty workspace). Whichever fixture is asked for first starts every build the selected tests use, side
+# by side: each build is a chain of one-thread jobs with stretches of one job at a time (annotation, the
+# classifier, the data rules, the tables), so two or three together keep both cores busy where one leaves
+# one idle. The first request waits for all of them, so no other test runs beside a build (timings of the
+# loopback-server tests stay those of an idle machine); each fixture then raises its own build's failure.
+BUILDS = {
+    "toy_workspace": lambda ws: ["--configfile", TOY_CONFIG],
+    "real_sample_workspace": _real_sample,
+    "emotion_pipeline_workspace": _emotion_pipeline,
+}
+
+
+class _Build:
+    def __init__(self, name: str, ws: Path):
+        self.name, self.ws = name, ws
+        args = BUILDS[name](ws)
+        self.log = ws.parent / f"{ws.name}.log"
+        cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--cores", "2", *args]
+        with open(self.log, "w") as log:  # its own process group, so a stop takes its jobs with it
+            self.proc = subprocess.Popen(cmd, cwd=ws, stdout=log, stderr=subprocess.STDOUT, env=local_env(),
+                                         start_new_session=True)
+
+    def result(self) -> Path:
+        if self.proc.wait() != 0:
+            raise AssertionError(f"the {self.name} build failed ({self.proc.returncode}):\n"
+                                 f"{self.log.read_text()[-6000:]}")
+        return self.ws
+
+    def stop(self):
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, 15)
+            self.proc.wait()
+
+
 @pytest.fixture(scope="session")
-def toy_workspace(tmp_path_factory) -> Path:
+def _builds(request, tmp_path_factory):
+    reuse = os.environ.get("ECRFLOW_TOY_WORKSPACE")
+    needed = {name for item in request.session.items for name in BUILDS if name in getattr(item, "fixturenames", ())}
+    if reuse:  # a workspace built earlier with config/toy.yaml (faster iteration on the e2e assertions)
+        needed.discard("toy_workspace")
+    builds = {}
+    try:  # an interrupted wait stops the builds too
+        for name in sorted(needed):
+            builds[name] = _Build(name, tmp_path_factory.mktemp(name))
+        for build in builds.values():
+            build.proc.wait()
+        yield builds
+    finally:
+        for build in builds.values():
+            build.stop()
+
+
+def _built(request, name: str) -> Path:
+    builds = request.getfixturevalue("_builds")
+    if name not in builds:  # asked for dynamically, not seen at collection
+        builds[name] = _Build(name, request.getfixturevalue("tmp_path_factory").mktemp(name))
+    return builds[name].result()
+
+
+@pytest.fixture(scope="session")
+def toy_workspace(request) -> Path:
     """The whole toy DAG, built once per test session. Tests only read it: those that change a workspace
     take a copy (copy_workspace), dry runs use it as it is (dry_run)."""
     reuse = os.environ.get("ECRFLOW_TOY_WORKSPACE")
-    if reuse:  # a workspace built earlier with config/toy.yaml (faster iteration on the e2e assertions)
-        return Path(reuse)
-    ws = tmp_path_factory.mktemp("toy_ws")
-    snakemake(ws, "--configfile", str(REPO / "config" / "toy.yaml"))
-    return ws
+    return Path(reuse) if reuse else _built(request, "toy_workspace")
+
+
+@pytest.fixture(scope="session")
+def real_sample_workspace(request) -> Path:
+    """data/redial_real_sample through config/real_sample.yaml up to Tables 1 and 3 and baselines.csv."""
+    return _built(request, "real_sample_workspace")
+
+
+@pytest.fixture(scope="session")
+def emotion_pipeline_workspace(request) -> Path:
+    """The toy dialogues without labels through the emotion pipeline (data.emotions: pipeline), up to the
+    labelled dialogues and the processed stage-2 training samples."""
+    return _built(request, "emotion_pipeline_workspace")
 
 
 @pytest.fixture

@@ -8,19 +8,16 @@ import json
 
 import pytest
 
-from conftest import REPO, snakemake
+from conftest import REAL_SAMPLE_TARGETS
 
 pytestmark = pytest.mark.e2e
 
-TARGETS = ["results/tables/table1.csv", "results/tables/table3.csv", "results/tables/baselines.csv"]
+TARGETS = REAL_SAMPLE_TARGETS
 
 
-@pytest.fixture(scope="module")
-def real_ws(tmp_path_factory):
-    ws = tmp_path_factory.mktemp("real_ws")
-    (ws / "data").symlink_to(REPO / "data")  # raw_dir is relative: data/redial_real_sample
-    snakemake(ws, *TARGETS, "--configfile", str(REPO / "config" / "real_sample.yaml"))  # targets first
-    return ws
+@pytest.fixture
+def real_ws(real_sample_workspace):
+    return real_sample_workspace  # built once per session (conftest: beside the toy workspace)
 
 
 def rows(path) -> dict[str, dict[str, float]]:

@@ -72,10 +72,32 @@ def _over(ws, extra: dict) -> str:
     return str(ws / "slurm.yaml")
 
 
-def test_recommendation_branch_runs_in_its_partitions(cluster, toy_workspace, copy_workspace):
+@pytest.fixture(scope="module")
+def time_limited_run(cluster, toy_workspace, tmp_path_factory):
+    """Stage 2 of UniCRS on a copy of the built workspace with a one-minute time limit and more epochs than
+    fit, started at once in the background: its minute of SLURM waiting overlaps the branch test's jobs. It
+    asks for no GPU (partition cpu), so the two runs do not queue for the one GPU of the local cluster."""
+    ws = tmp_path_factory.mktemp("slurm_timeout") / "ws"
+    shutil.copytree(toy_workspace, ws, symlinks=True)
+    target = "results/recommend/unicrs/model.safetensors"
+    slow = {"train": {"checkpoint_every": 20}, "recommend": {"epochs": 24}}
+    short = _over(ws, {**slow, "resources": {"recommend": {"cpus": 1, "mem_mb": 3000, "runtime": 1, "gpus": 0}}})
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), target, *SLURM, "--configfile", TOY,
+           short]
+    log = ws.parent / "snakemake.log"  # a file, not a pipe: nobody reads it until the run ends
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, cwd=ws, stdout=out, stderr=subprocess.STDOUT)
+    yield ws, target, proc, log
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
+def test_recommendation_branch_runs_in_its_partitions(cluster, toy_workspace, copy_workspace, time_limited_run):
     """Table 1 of the toy run through profiles/slurm, its UniCRS row rebuilt on a copy of the built
     workspace: stage 1, stage 2 and its predictions (GPU) and the table (CPU). GPU stages run in partition
-    gpu with one GPU each, the rest in cpu without one; the table equals the one built without SLURM."""
+    gpu with one GPU each, the rest in cpu without one; the table equals the one built without SLURM.
+    (time_limited_run is asked for here only to start it first.)"""
     ws = copy_workspace()
     over = _over(ws, {})
     snakemake(ws, "results/tables/table1.csv", "-R", "results/pretrain/unicrs/model.safetensors", *SLURM,
@@ -93,18 +115,12 @@ def test_recommendation_branch_runs_in_its_partitions(cluster, toy_workspace, co
         (toy_workspace / "results/tables/table1.csv").read_bytes()
 
 
-def test_time_limit_ends_the_job_and_keeps_its_checkpoint(cluster, copy_workspace):
+def test_time_limit_ends_the_job_and_keeps_its_checkpoint(time_limited_run):
     """Stage 2 with a one-minute time limit and more epochs than fit: SLURM ends the job (TIMEOUT), the
     output is absent and the checkpoint stays. That a rerun resumes from such a checkpoint with the weights
     of an uninterrupted run is test_workflow's kill test (the same mechanism, without the scheduler)."""
-    ws = copy_workspace()
-    target = "results/recommend/unicrs/model.safetensors"
-    slow = {"train": {"checkpoint_every": 20}, "recommend": {"epochs": 24}}
-    short = _over(ws, {**slow, "resources": {"recommend": {"cpus": 1, "mem_mb": 3000, "runtime": 1, "gpus": 1}}})
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), target, *SLURM, "--configfile", TOY,
-           short]
-    first = subprocess.run(cmd, cwd=ws, capture_output=True, text=True)
-    assert first.returncode != 0, first.stdout[-3000:]
+    ws, target, proc, log = time_limited_run
+    assert proc.wait(timeout=600) != 0, log.read_text()[-3000:]
     killed = [j for j in slurm_jobs(ws) if _rule(j) == "recommend_train"]
     assert killed and killed[-1]["JobState"] == "TIMEOUT", killed
     assert not (ws / target).exists()

@@ -413,15 +413,12 @@ def test_unicrs_variant_without_emotions(tmp_path):
     assert (tmp_path / "results" / "toy" / "raw" / "train_data_dbpedia_raw.jsonl").exists()
 
 
-def test_emotion_labels_made_by_the_pipeline(tmp_path):
+def test_emotion_labels_made_by_the_pipeline(emotion_pipeline_workspace):
     """From label-free dialogues to the processed stage-2 samples: SmolLM2 annotates a sample of seeker
     utterances (constrained to emotion words), the focal-loss classifier labels every seeker message, and
-    process_split reads the labels. (Training on them is the same code as on the release's labels.)"""
-    (tmp_path / "over.yaml").write_text(yaml.safe_dump(
-        {"data": {"emotions": "pipeline", "dialog_pattern": "{split}_data_dbpedia_raw.jsonl"}}))
-    labelled = [f"results/emotion/labelled/{split}_data_dbpedia_emo.jsonl" for split in ("train", "valid", "test")]
-    snakemake(tmp_path, "results/data/processed/train_rec.parquet", *labelled, "--configfile", TOY,
-              str(tmp_path / "over.yaml"))
+    process_split reads the labels. (Training on them is the same code as on the release's labels.) The
+    build (conftest: train_rec.parquet and the labelled dialogues) runs beside the toy workspace's."""
+    tmp_path = emotion_pipeline_workspace
     emo = tmp_path / "results" / "emotion"
     raw = (tmp_path / "results" / "toy" / "raw" / "train_data_dbpedia_raw.jsonl").read_text()
     assert '"emotion"' not in raw  # the input carries no labels
