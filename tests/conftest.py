@@ -43,11 +43,15 @@ def local_env() -> dict[str, str]:
     return {**os.environ, "PATH": f"{shim.parent}{os.pathsep}{os.environ.get('PATH', '')}"}
 
 
+def snakemake_cmd(*args: str) -> list[str]:
+    """The command line of a Snakemake run of this repository's workflow on the machine's 2 cores."""
+    return [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--cores", "2", *args]
+
+
 def snakemake(workdir: Path, *args: str, check: bool = True, slurm: bool = False) -> subprocess.CompletedProcess:
     """Run Snakemake on this repository's workflow with ``workdir`` as the working directory (``slurm``: the
     run submits to the local SLURM cluster, so the real SLURM commands are used)."""
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--cores", "2", *args]
-    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, env=None if slurm else local_env())
+    proc = subprocess.run(snakemake_cmd(*args), cwd=workdir, capture_output=True, text=True, env=None if slurm else local_env())
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
     return proc
@@ -120,11 +124,9 @@ BUILDS = {
 class _Build:
     def __init__(self, name: str, ws: Path):
         self.name, self.ws = name, ws
-        args = BUILDS[name](ws)
         self.log = ws.parent / f"{ws.name}.log"
-        cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--cores", "2", *args]
         with open(self.log, "w") as log:  # its own process group, so a stop takes its jobs with it
-            self.proc = subprocess.Popen(cmd, cwd=ws, stdout=log, stderr=subprocess.STDOUT, env=local_env(),
+            self.proc = subprocess.Popen(snakemake_cmd(*BUILDS[name](ws)), cwd=ws, stdout=log, stderr=subprocess.STDOUT, env=local_env(),
                                          start_new_session=True)
 
     def result(self) -> Path:

@@ -1,7 +1,7 @@
 """The real-sample run (issue 13, point 2): data/redial_real_sample (500 real ReDial conversations with a real
 movie KG, label-free) through config/real_sample.yaml: SmolLM2 emotion annotation, the classifier, the
 labelled dialogues, KG, co-occurrence, stages 1 and 2, Tables 1 and 3 and baselines.csv, with small models
-built from the sample's own dialogues. Built once for this module."""
+built from the sample's own dialogues. Built once per session, beside the toy workspace (conftest)."""
 
 import csv
 import json
