@@ -332,3 +332,35 @@ def test_copy_needs_global_entities(tiny_models, tiny_kg):
     with pytest.raises(ValueError, match="needs global_entities"):
         build_prompt_encoder(tiny_models["frozen"], meta, ei, et, num_bases=2, emotion_dim=4, emotions=True,
                              global_entities=False, copy=True)
+
+
+def test_popularity_prior_starts_stage_2_at_log_target_counts_and_lets_h_e_in_through_a_trained_scale(
+        tiny_models, tiny_kg):
+    from ecrflow.recommend.data import Sample
+    from ecrflow.recommend.training import popularity_prior
+
+    meta, ei, et = tiny_kg
+    prompt = build_prompt_encoder(tiny_models["frozen"], meta, ei, et, num_bases=2, emotion_dim=4, n_prefix=3,
+                                  global_entities=False, entity_bias=True)
+    model = PromptedModel(tiny_models["frozen"], prompt)
+    samples = [Sample("d", 0, [], [], [], [], [], target=t) for t in (5, 5, 5, 6)]
+    popularity_prior(model, samples)
+    bias = model.prompt.entity_bias.detach().clone()
+    expected = torch.zeros(meta["n_entity"])
+    expected[5], expected[6] = np.log(4.0), np.log(2.0)
+    assert torch.allclose(bias, expected)
+    b = _batch(tiny_models["frozen"], meta["pad_entity"])
+    out = model(b, "rec")
+    # At the start the scores are the prior alone: entity 5 first, then 6, the rest tied.
+    assert torch.allclose(out["logits"], bias.expand_as(out["logits"]))
+    out["loss"].backward()
+    grads = {n: p.grad for n, p in model.prompt.named_parameters()}
+    assert grads["entity_scale"].abs() > 0 and grads["entity_bias"].abs().sum() > 0
+    # h . E gets gradient only through the scale: none while it is 0.
+    assert grads["entity_proj2.weight"] is None or grads["entity_proj2.weight"].abs().sum() == 0
+    with torch.no_grad():
+        model.prompt.entity_scale.fill_(0.5)
+        out = model(b, "rec")
+        h = last_hidden(model.lm, model.prefix(b, model.prompt.entity_table()), b["lm_ids"], b["lm_mask"])
+        plain = h.float() @ model.prompt.entity_table().float().t()
+    assert torch.allclose(out["logits"], 0.5 * plain + bias, atol=1e-4)

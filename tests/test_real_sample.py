@@ -62,10 +62,24 @@ def test_real_sample_ecr_learns_what_the_global_entities_carry(real_ws):
     assert ecr["R@10"] > t1["unicrs"]["R@10"] and ecr["R@50"] > t1["unicrs"]["R@50"]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13: the prompt-tuned recommender does not yet reach the "
-                                        "co-occurrence baseline on the real sample (README, 'The real sample')")
-def test_real_sample_ecr_reaches_the_cooccurrence_baseline(real_ws):
+def test_real_sample_popularity_prior_lifts_unicrs_to_the_count(real_ws):
+    """Plain h . E ranked below counted popularity on R@50 (UniCRS 0.081 against 0.086); started from the
+    prior it is above it."""
+    unicrs, base = rows(real_ws / TARGETS[0])["unicrs"], rows(real_ws / TARGETS[2])
+    assert unicrs["R@50"] > base["popularity"]["R@50"]
+
+
+def test_real_sample_ecr_reaches_the_cooccurrence_baseline_on_r10(real_ws):
+    """With the copy mixture and the popularity prior (config/real_sample.yaml, chosen by validation)."""
     ecr = rows(real_ws / TARGETS[0])["ecr"]
     base = rows(real_ws / TARGETS[2])
     assert ecr["R@10"] > base["popularity"]["R@10"]
-    assert ecr["R@10"] >= base["cooccurrence"]["R@10"] and ecr["R@50"] >= base["cooccurrence"]["R@50"]
+    assert ecr["R@10"] >= base["cooccurrence"]["R@10"]
+
+
+@pytest.mark.xfail(strict=True, reason="issue 13: ECR stays 1 test target short of the co-occurrence baseline "
+                                        "on R@50 on the real sample (README, 'The real sample')")
+def test_real_sample_ecr_reaches_the_cooccurrence_baseline_on_r50(real_ws):
+    ecr = rows(real_ws / TARGETS[0])["ecr"]
+    base = rows(real_ws / TARGETS[2])
+    assert ecr["R@50"] >= base["cooccurrence"]["R@50"]

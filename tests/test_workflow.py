@@ -267,6 +267,8 @@ REVIEWS = {"review_knowledge": 1, "filter_reviews": 2}
     # A variant's override of its stage section reruns that variant only (UniCRS: its own README settings).
     ({"variants": {"recommend": {"unicrs": {"overrides": {"batch_size": 8}}}}},
      {"recommend_train": 1, "recommend_predict": 1, "rec_table": 2, "training_curve": 1, "all": 1}),
+    ({"variants": {"recommend": {"unicrs": {"popularity_prior": True}}}},
+     {"recommend_train": 1, "recommend_predict": 1, "rec_table": 2, "training_curve": 1, "all": 1}),
     ({"variants": {"pretrain": {"ecr": {"overrides": {"epochs": 1}}}}},
      {**ECR_BRANCH, **GEN_INFER, "training_curve": 7, "all": 1}),
     # Several seeds: every Table 1/3 variant per seed, both stages; the unseeded runs stay.

@@ -46,6 +46,8 @@ class PromptConfig:
     # Stage 2: score with a copy mixture over the global entities' co-occurrence rows besides h . E (see
     # PromptEncoder.copy_scores); needs global_entities.
     copy: bool = False
+    # Stage 2: score a h . E + b, a trainable scale started at 0 and a per-entity bias (PromptEncoder).
+    entity_bias: bool = False
 
     def __post_init__(self):
         if self.copy and not self.global_entities:
@@ -119,6 +121,12 @@ class PromptEncoder(nn.Module):
             if cfg.emotions:
                 self.copy_slot = nn.Sequential(nn.Linear(cfg.emotion_dim, cfg.emotion_dim), nn.ReLU(),
                                                nn.Linear(cfg.emotion_dim, 1))
+        if cfg.entity_bias:
+            # softmax(a h . E + b): b starts at the log training popularity (recommend.training.popularity_prior)
+            # and a at 0, so stage 2 starts from a popularity ranking and h . E enters as far as training
+            # finds that the context adds to it (a residual on the prior, like a zero-initialised adapter).
+            self.entity_bias = nn.Parameter(torch.zeros(cfg.n_entity))
+            self.entity_scale = nn.Parameter(torch.zeros(()))
 
     # -- pieces -------------------------------------------------------------------------------------------
     def entity_table(self) -> torch.Tensor:

@@ -63,6 +63,8 @@ class PromptedModel(nn.Module):
             # logits fall on a coarse grid and tie (the reference runs fp32); autocast would recast the matmul.
             with torch.autocast(device_type=h.device.type, enabled=False):
                 logits = h.float() @ table.float().t()
+                if self.prompt.cfg.entity_bias:
+                    logits = self.prompt.entity_scale.float() * logits + self.prompt.entity_bias.float()
                 if self.prompt.cfg.copy:  # log-probabilities: CE, softmax and rankings read them alike
                     logits = self.prompt.copy_scores(
                         h, logits, entity_mask=batch["entity_mask"], global_rows=batch["global_rows"],

@@ -252,7 +252,7 @@ def recommend_train(train, valid, kg_tensors, item_ids, matrix=None, contributio
     from ..io import read_json
     from ..train import Stage, TrainConfig, TrainSettings, fingerprint, run_stage
     from .training import (BaseModels, RecommendTraining, Variant, build_model, cooccurrence, fingerprint_params,
-                           load_setup, make_collator, rec_inputs, rec_validation, write_model)
+                           load_setup, make_collator, popularity_prior, rec_inputs, rec_validation, write_model)
 
     models, train_cfg = typed(BaseModels, models, "models"), typed(TrainSettings, train_cfg, "train")
     section, flags = typed(RecommendTraining, section, "recommend"), typed(Variant, flags, "variants.recommend")
@@ -265,6 +265,8 @@ def recommend_train(train, valid, kg_tensors, item_ids, matrix=None, contributio
         co = cooccurrence(flags, matrix, contributions)
         model = build_model(setup, section, flags, n_prefix=section.n_prefix_rec, fusion="entity", init=init,
                             item_ids=items, loss_labels=section.loss_labels)
+        if flags.popularity_prior:
+            popularity_prior(model, tr)
 
         def write(result) -> None:
             write_model(model_out, result.best_state, model.prompt.cfg, {"stage": "recommend"})

@@ -94,6 +94,9 @@ class Variant:
     global_entities: bool  # co-occurrence (--nei_mer)
     weighted_loss: bool = False  # feedback-weighted loss (stage 2)
     copy: bool = False  # stage 2: copy mixture over the global entities' rows (models.prompt.copy_scores)
+    # stage 2: softmax(a h . E + b), a trainable per-entity b started at log(1 + n_e) (n_e: the entity's count
+    # among the training targets) and a trainable scale a started at 0 (popularity_prior)
+    popularity_prior: bool = False
     pretrain: str | None = None  # the stage-1 variant a stage-2 variant starts from
 
 
@@ -149,13 +152,28 @@ def build_model(setup: Setup, section: PromptSettings, flags: Variant, *, n_pref
                                   n_prefix=n_prefix, emotions=flags.emotions,
                                   global_entities=flags.global_entities, fusion=fusion,
                                   mask_padding=section.mask_padding, mask_empty_global=section.mask_empty_global,
-                                  copy=flags.copy)
+                                  copy=flags.copy, entity_bias=flags.popularity_prior)
     if init is not None:
         report = prompt.load_compatible(load_safetensors(init))
         log.info("initialised from %s: %d tensors loaded, new: %s, ignored: %s", init, len(report["loaded"]),
                  report["new"] or "none", report["ignored"] or "none")
     ids = torch.as_tensor(item_ids) if item_ids is not None else None
     return PromptedModel(setup.frozen, prompt, item_ids=ids, loss_labels=loss_labels)
+
+
+def popularity_prior(model: PromptedModel, samples: list[Sample]) -> None:
+    """Start the entity bias at log(1 + n_e), n_e the number of training samples whose target is entity e
+    (the scale of h . E starts at 0: PromptEncoder).
+
+    On a small training set a frozen LM's last state carries little of the context, and h . E over ~25k
+    entities (spread over tens of units at the start) ranks below a plain count of the training targets; so
+    stage 2 starts from that count and training lets in as much of h . E as lowers the loss. Both stay
+    trainable."""
+    counts = torch.zeros(model.prompt.cfg.n_entity)
+    counts.index_add_(0, torch.as_tensor([s.target for s in samples], dtype=torch.long),
+                      torch.ones(len(samples)))
+    with torch.no_grad():
+        model.prompt.entity_bias.copy_(torch.log1p(counts))
 
 
 def cooccurrence(flags: Variant, matrix, contributions) -> CoOccurrence | None:
