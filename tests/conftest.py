@@ -51,7 +51,8 @@ def snakemake_cmd(*args: str) -> list[str]:
 def snakemake(workdir: Path, *args: str, check: bool = True, slurm: bool = False) -> subprocess.CompletedProcess:
     """Run Snakemake on this repository's workflow with ``workdir`` as the working directory (``slurm``: the
     run submits to the local SLURM cluster, so the real SLURM commands are used)."""
-    proc = subprocess.run(snakemake_cmd(*args), cwd=workdir, capture_output=True, text=True, env=None if slurm else local_env())
+    proc = subprocess.run(snakemake_cmd(*args), cwd=workdir, capture_output=True, text=True,
+                          env=None if slurm else local_env())
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
     return proc
@@ -126,8 +127,8 @@ class _Build:
         self.name, self.ws = name, ws
         self.log = ws.parent / f"{ws.name}.log"
         with open(self.log, "w") as log:  # its own process group, so a stop takes its jobs with it
-            self.proc = subprocess.Popen(snakemake_cmd(*BUILDS[name](ws)), cwd=ws, stdout=log, stderr=subprocess.STDOUT, env=local_env(),
-                                         start_new_session=True)
+            self.proc = subprocess.Popen(snakemake_cmd(*BUILDS[name](ws)), cwd=ws, stdout=log, stderr=subprocess.STDOUT,
+                                         env=local_env(), start_new_session=True)
 
     def result(self) -> Path:
         if self.proc.wait() != 0:

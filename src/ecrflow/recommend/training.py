@@ -169,9 +169,8 @@ def popularity_prior(model: PromptedModel, samples: list[Sample]) -> None:
     entities (spread over tens of units at the start) ranks below a plain count of the training targets; so
     stage 2 starts from that count and training lets in as much of h . E as lowers the loss. Both stay
     trainable."""
-    counts = torch.zeros(model.prompt.cfg.n_entity)
-    counts.index_add_(0, torch.as_tensor([s.target for s in samples], dtype=torch.long),
-                      torch.ones(len(samples)))
+    targets = torch.as_tensor([s.target for s in samples], dtype=torch.long)
+    counts = torch.bincount(targets, minlength=model.prompt.cfg.n_entity).float()
     with torch.no_grad():
         model.prompt.entity_bias.copy_(torch.log1p(counts))
 
