@@ -34,7 +34,9 @@ def test_shipped_configs_are_valid(paper):
             cfg = _merge(cfg, over(name))
         validate_config(cfg)
     real = _merge(paper, over("real_sample"))["variants"]["recommend"]
-    assert all(v["popularity_prior"] for v in real.values())  # every row of the real-sample tables alike
+    # Every row of the real-sample tables scored alike (README, 'The real sample').
+    assert all(v["popularity_prior"] and v["kg_copy"] for v in real.values())
+    assert not any(v.get("kg_copy") for v in paper["variants"]["recommend"].values())
 
 
 def test_paper_hyperparameters(paper):

@@ -77,6 +77,24 @@ def test_baselines_by_hand():
     assert rows["cooccurrence"]["R@1"] == 1.0 and rows["cooccurrence"]["RT@1"] == 1.0
 
 
+def test_kg_walk_baseline_ranks_the_items_the_context_reaches_on_the_kg():
+    from ecrflow.kg.neighbourhood import KGNeighbourhood
+
+    # Items 10, 11, 12; popularity ranks 11 first. Entity 1 (a director) links to movie 12 only, and 12 shares
+    # genre 13 with 10: a walk from 1 ends at 12 after one step and at nothing else among the items, so the
+    # KG walk puts 12 first where co-occurrence (no counts) falls back to popularity.
+    train = _rec([{"context": ["x"], "entity": [], "rec": [11, 11, 10], "rec_feedback": ["like"] * 3}])
+    test = _rec([{"context": ["x"], "entity": [1], "rec": [12], "rec_feedback": ["like"]}])
+    ei = np.array([[1, 12, 12, 13, 10, 13], [12, 1, 13, 12, 13, 10]])
+    kg = KGNeighbourhood(ei, 14, item_ids=[10, 11, 12])
+    rows = evaluate_baselines(train, test, [10, 11, 12], CoOccurrence(sp.csr_matrix((14, 14))), ks=(1,), kg=kg)
+    by = {r["model"]: r for r in rows}
+    assert [r["model"] for r in rows][:3] == ["popularity", "cooccurrence", "kg_walk"]
+    assert by["kg_walk"]["R@1"] == 1.0 and by["cooccurrence"]["R@1"] == 0.0
+    assert "kg_walk" not in {r["model"] for r in evaluate_baselines(train, test, [10, 11, 12],
+                                                                     CoOccurrence(sp.csr_matrix((14, 14))))}
+
+
 def test_leave_dialog_out_removes_the_leak():
     # One training dialog: entity 1 in the context, item 12 recommended later. Its own counts are the only
     # link 1 -> 12, so the full statistics find the gold item and the leave-dialog-out ones cannot.

@@ -71,3 +71,31 @@ def test_tensors_round_trip_into_rgcn(tmp_path):
     keep = (edge_index[0] != 0) & (edge_index[1] != 0)
     out2 = conv(x, edge_index[:, keep], edge_type[keep])
     assert not torch.allclose(out[0], out2[0]) and torch.allclose(out[3], out2[3])
+
+
+# -- the KG rows of the copy mixture: where a one- or two-step walk ends, among the items ----------------------
+from ecrflow.kg.neighbourhood import KGNeighbourhood  # noqa: E402
+
+# Movies 0, 1, 2 (the items), genre 3, actor 4, an isolated entity 5. Edges both ways, self loops everywhere.
+_WALK_EDGES = [(0, 3), (1, 3), (0, 4), (2, 4)]
+
+
+def _walk_kg():
+    src = [s for s, d in _WALK_EDGES] + [d for s, d in _WALK_EDGES] + list(range(6))
+    dst = [d for s, d in _WALK_EDGES] + [s for s, d in _WALK_EDGES] + list(range(6))
+    return KGNeighbourhood(np.array([src, dst]), 6, item_ids=[0, 1, 2])
+
+
+def test_kg_rows_are_the_items_a_one_or_two_step_walk_reaches_by_hand():
+    rows = _walk_kg().rows([0, 3, 5]).toarray()
+    # From movie 0: step 1 to the genre or the actor (1/2 each, not items); step 2 from the genre to 0 or 1,
+    # from the actor to 0 or 2: items 0 1/2, 1 1/4, 2 1/4 (self loops ignored, or the walk would stay put).
+    assert np.allclose(rows[0], [0.5, 0.25, 0.25, 0, 0, 0])
+    # From the genre: step 1 reaches movies 0 and 1 (1/2 each); step 2 reaches only the genre and the actor.
+    assert np.allclose(rows[1], [0.5, 0.5, 0, 0, 0, 0])
+    assert rows[2].sum() == 0  # no edges: an empty row, which the copy mixture leaves out
+
+
+def test_kg_rows_count_parallel_edges_once():
+    ei = np.array([[0, 0, 3, 3, 1, 3], [3, 3, 0, 0, 3, 1]])  # 0-3 twice (two relations), 1-3 once
+    assert np.allclose(KGNeighbourhood(ei, 4, item_ids=[0, 1]).rows([3]).toarray(), [[0.5, 0.5, 0, 0]])

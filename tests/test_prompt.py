@@ -364,3 +364,61 @@ def test_popularity_prior_starts_stage_2_at_log_target_counts_and_lets_h_e_in_th
         h = last_hidden(model.lm, model.prefix(b, model.prompt.entity_table()), b["lm_ids"], b["lm_mask"])
         plain = h.float() @ model.prompt.entity_table().float().t()
     assert torch.allclose(out["logits"], 0.5 * plain + bias, atol=1e-4)
+
+
+def _kg_copy_model(tiny_models, tiny_kg, *, copy: bool, emotions: bool = False):
+    meta, ei, et = tiny_kg
+    torch.manual_seed(0)
+    prompt = build_prompt_encoder(tiny_models["frozen"], meta, ei, et, num_bases=2, emotion_dim=4, n_prefix=3,
+                                  emotions=emotions, global_entities=copy, copy=copy, kg_copy=True)
+    return PromptedModel(tiny_models["frozen"], prompt)
+
+
+def test_kg_copy_mixes_three_sources_and_drops_a_share_where_a_sample_has_no_row(tiny_models, tiny_kg):
+    model = _kg_copy_model(tiny_models, tiny_kg, copy=True)
+    with torch.no_grad():
+        for gate in (model.prompt.copy_gate, model.prompt.kg_gate):
+            gate.weight.zero_()
+            gate.bias.zero_()  # equal shares among the sources a sample has
+    # Two slots per sample. Co-occurrence rows: sample 0 slot 0 [0, 1, 0, 0]; sample 1 none.
+    # KG rows: sample 0 slot 1 [0, 0, 0, 1]; sample 1 slot 0 [.5, .5, 0, 0].
+    co = torch.sparse_coo_tensor(torch.tensor([[0], [1]]), torch.tensor([1.0]), (4, 4)).coalesce()
+    kg = torch.sparse_coo_tensor(torch.tensor([[1, 2, 2], [3, 0, 1]]), torch.tensor([1.0, 0.5, 0.5]), (4, 4))
+    out = model.prompt.copy_scores(
+        torch.zeros(2, 32), torch.zeros(2, 4), entity_mask=torch.tensor([[1, 1], [1, 1]]),
+        global_rows=co, has_global=torch.tensor([[True, False], [False, False]]),
+        kg_rows=kg.coalesce(), has_kg=torch.tensor([[False, True], [True, False]]))
+    p = out.exp()
+    # Sample 0: 1/3 softmax + 1/3 co-occurrence + 1/3 KG; sample 1 has no co-occurrence row: 1/2 + 1/2 KG.
+    third = 1 / 3
+    assert torch.allclose(p[0], torch.tensor([third / 4, third / 4 + third, third / 4, third / 4 + third]), atol=1e-6)
+    assert torch.allclose(p[1], torch.tensor([0.375, 0.375, 0.125, 0.125]), atol=1e-6)
+    with pytest.raises(ValueError, match="kg_copy is on but the batch carries no KG rows"):
+        model.prompt.copy_scores(torch.zeros(2, 32), torch.zeros(2, 4), entity_mask=torch.ones(2, 2),
+                                 global_rows=co, has_global=torch.ones(2, 2, dtype=torch.bool))
+
+
+def test_kg_copy_without_cooccurrence_is_trained_end_to_end_through_the_collated_rows(tiny_models, tiny_kg):
+    from types import SimpleNamespace
+
+    from ecrflow.kg.neighbourhood import KGNeighbourhood
+    from ecrflow.recommend.data import Collator
+
+    meta, ei, _ = tiny_kg
+    model = _kg_copy_model(tiny_models, tiny_kg, copy=False, emotions=True)
+    b = _batch(tiny_models["frozen"], 11)
+    collate = Collator(lm_pad=0, enc_pad=1, pad_entity=11,
+                       kg=KGNeighbourhood(ei.numpy(), meta["n_entity"], item_ids=list(range(5, 11))))
+    samples = [SimpleNamespace(entity=e, dialog_id="d") for e in ([1, 2, 3], [4])]  # as _batch's entities
+    b["kg_rows"], b["has_kg"] = collate._kg_rows(samples, b["entity_ids"].shape[1])
+    dense, has = b["kg_rows"].to_dense(), b["has_kg"].reshape(-1)
+    assert has.any() and not has[4:].any()  # sample 1's padded slots get no row
+    assert dense[:, :5].sum() == 0  # only the candidate items get mass
+    assert torch.allclose(dense.sum(1)[has], torch.ones(int(has.sum())))
+    out = model(b, "rec")
+    assert torch.allclose(out["logits"].exp().sum(1), torch.ones(2), atol=1e-5)
+    out["loss"].backward()
+    for name in ("kg_gate.weight", "kg_slot.0.weight"):
+        grad = dict(model.prompt.named_parameters())[name].grad
+        assert grad is not None and grad.abs().sum() > 0, name
+    assert all(p.grad is None for p in model.lm.parameters())

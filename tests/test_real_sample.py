@@ -51,35 +51,36 @@ def test_real_sample_tables_score_every_test_target(real_ws):
     # The co-occurrence signal is real on real dialogues (it was empty without emotion labels before).
     assert base["cooccurrence"]["R@10"] > 2 * base["popularity"]["R@10"]
     assert base["cooccurrence"]["R@50"] > base["popularity"]["R@50"]
+    # The KG carries more: a short walk from the context entities ranks far above the co-occurrence rows.
+    assert base["kg_walk"]["R@10"] > 2 * base["cooccurrence"]["R@10"]
+    assert base["kg_walk"]["R@50"] > base["cooccurrence"]["R@50"]
 
 
-def test_real_sample_ecr_learns_what_the_global_entities_carry(real_ws):
-    """With the copy mixture (config/real_sample.yaml) ECR uses the co-occurrence rows: well above popularity
-    and UniCRS, whose h . E alone ranks by popularity on this little data."""
-    t1, base = rows(real_ws / "results/tables/table1.csv"), rows(real_ws / "results/tables/baselines.csv")
-    ecr = t1["ecr"]
+def test_real_sample_ecr_beats_popularity_and_reaches_the_cooccurrence_baseline(real_ws):
+    """Issue 13's bar, seeded: with the copy mixture over the KG rows and the global entities' rows and the
+    popularity prior (config/real_sample.yaml, chosen by validation; README, 'The real sample')."""
+    ecr = rows(real_ws / TARGETS[0])["ecr"]
+    base = rows(real_ws / TARGETS[2])
     assert ecr["R@10"] > 2 * base["popularity"]["R@10"] and ecr["R@50"] > base["popularity"]["R@50"]
-    assert ecr["R@10"] > t1["unicrs"]["R@10"] and ecr["R@50"] > t1["unicrs"]["R@50"]
-
-
-def test_real_sample_popularity_prior_lifts_unicrs_to_the_count(real_ws):
-    """Plain h . E ranked below counted popularity on R@50 (UniCRS 0.081 against 0.086); started from the
-    prior it is above it."""
-    unicrs, base = rows(real_ws / TARGETS[0])["unicrs"], rows(real_ws / TARGETS[2])
-    assert unicrs["R@50"] > base["popularity"]["R@50"]
-
-
-def test_real_sample_ecr_reaches_the_cooccurrence_baseline_on_r10(real_ws):
-    """With the copy mixture and the popularity prior (config/real_sample.yaml, chosen by validation)."""
-    ecr = rows(real_ws / TARGETS[0])["ecr"]
-    base = rows(real_ws / TARGETS[2])
-    assert ecr["R@10"] > base["popularity"]["R@10"]
     assert ecr["R@10"] >= base["cooccurrence"]["R@10"]
-
-
-@pytest.mark.xfail(strict=True, reason="issue 13: ECR stays 1 test target short of the co-occurrence baseline "
-                                        "on R@50 on the real sample (README, 'The real sample')")
-def test_real_sample_ecr_reaches_the_cooccurrence_baseline_on_r50(real_ws):
-    ecr = rows(real_ws / TARGETS[0])["ecr"]
-    base = rows(real_ws / TARGETS[2])
     assert ecr["R@50"] >= base["cooccurrence"]["R@50"]
+
+
+def test_real_sample_every_variant_learns_above_popularity(real_ws):
+    """Plain h . E ranked below counted popularity here (UniCRS R@50 0.081 against 0.086 before the prior and
+    the KG rows); every row of Table 3 is now well above it."""
+    t3, base = rows(real_ws / TARGETS[1]), rows(real_ws / TARGETS[2])
+    for name, row in t3.items():
+        assert row["R@10"] > 2 * base["popularity"]["R@10"] and row["R@50"] > base["popularity"]["R@50"], name
+
+
+def test_real_sample_global_entities_add_to_the_kg_rows_on_validation(real_ws):
+    """What the learnt mixture adds to the KG rows shows on validation (183 targets; the chosen epoch's
+    R@50): the variants with the global entities' rows rank more targets in their top 50 (75 against 66).
+    On the test split it does not hold up: ECR-LG 81 against ECR-L 79, ECR and UniCRS 80 each (README, 'The
+    real sample')."""
+    def valid_r50(variant):
+        m = json.loads((real_ws / f"results/recommend/{variant}/train_metrics.json").read_text())
+        return m["epochs"][m["best_epoch"]]["valid"]["recall@50"]
+
+    assert valid_r50("ecr_lg") > valid_r50("ecr_l") and valid_r50("ecr") > valid_r50("unicrs")

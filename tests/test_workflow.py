@@ -239,8 +239,10 @@ REVIEWS = {"review_knowledge": 1, "filter_reviews": 2}
     ({"cooccurrence": {"top_n_labels": 2}},
      {"cooccurrence": 1, "baselines": 1, **ECR_BRANCH, **GEN_INFER, "training_curve": 7, "all": 1}),
     ({"cooccurrence": {"leave_dialog_out": True}}, {**ECR_BRANCH, **GEN_INFER, "training_curve": 7, "all": 1}),
+    # The KG-walk row of baselines.csv reads the KG tensors.
     ({"kg": {"reverse": "separate"}},
-     {"kg_tensors": 1, "dataset_stats": 1, **TRAIN_ALL, **GEN_TRAIN, "training_curve": 12, "all": 1}),
+     {"kg_tensors": 1, "dataset_stats": 1, "baselines": 1, **TRAIN_ALL, **GEN_TRAIN, "training_curve": 12,
+      "all": 1}),
     ({"emotion": {"threshold": 0.2}},
      {"process_split": 3, "items": 1, "cooccurrence": 1, "baselines": 1, "dataset_stats": 1, "toy_models": 1,
       "toy_llama": 1, **TRAIN_ALL, **REVIEWS, **GEN_TRAIN, "training_curve": 12, "all": 1}),
@@ -269,6 +271,8 @@ REVIEWS = {"review_knowledge": 1, "filter_reviews": 2}
      {"recommend_train": 1, "recommend_predict": 1, "rec_table": 2, "training_curve": 1, "all": 1}),
     ({"variants": {"recommend": {"unicrs": {"popularity_prior": True}}}},
      {"recommend_train": 1, "recommend_predict": 1, "rec_table": 2, "training_curve": 1, "all": 1}),
+    ({"variants": {"recommend": {"ecr": {"kg_copy": True}}}},
+     {"recommend_train": 1, "recommend_predict": 1, "rec_table": 2, **GEN_INFER, "training_curve": 3, "all": 1}),
     ({"variants": {"pretrain": {"ecr": {"overrides": {"epochs": 1}}}}},
      {**ECR_BRANCH, **GEN_INFER, "training_curve": 7, "all": 1}),
     # Several seeds: every Table 1/3 variant per seed, both stages; the unseeded runs stay.

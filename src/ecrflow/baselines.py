@@ -3,7 +3,9 @@
 - ``popularity``: items ranked by how often they are recommended in training turns;
 - ``cooccurrence``: items scored by the global-entity rows of the context entities, sum_e P(item | e), with
   popularity breaking ties. It uses only the training co-occurrence statistics, so it shows how much signal
-  the global entities carry before any model is trained.
+  the global entities carry before any model is trained;
+- ``kg_walk``: items scored by the context entities' KG rows, sum_e K_e(item) (:mod:`ecrflow.kg.neighbourhood`:
+  where a one- or two-step walk on the KG ends), with popularity breaking ties: the signal in the KG alone.
 
 A trained recommender should beat both; on the toy data, ``cooccurrence`` beating ``popularity`` is the
 check that the generator's signal (genre and KG neighbours predict the recommended movie) is real.
@@ -19,6 +21,7 @@ import numpy as np
 import pyarrow as pa
 
 from .cooccurrence import CoOccurrence
+from .kg.neighbourhood import KGNeighbourhood
 from .evaluate import gold_ranks, mrr_at_k, ndcg_at_k, recall_at_k
 
 
@@ -92,16 +95,28 @@ def cooccurrence_chunks(samples, item_ids: list[int], cooc: CoOccurrence, tie: n
         yield np.stack(rows)
 
 
+def kg_walk_chunks(samples, item_ids: list[int], kg: KGNeighbourhood, tie: np.ndarray):
+    """Per sample, sum_e K_e(item) over its context entities, plus a popularity tie-breaker."""
+    items = np.asarray(item_ids, dtype=np.int64)
+    for lo, hi in _chunks(len(samples)):
+        yield np.stack([np.asarray(kg.rows(ents).sum(axis=0)).ravel()[items] + tie if ents else tie
+                        for _, ents, _, _ in samples[lo:hi]])
+
+
 def evaluate_baselines(train_rec: pa.Table, test_rec: pa.Table, item_ids: list[int], cooc: CoOccurrence,
-                       ks=(1, 10, 50)) -> list[dict]:
+                       ks=(1, 10, 50), kg: KGNeighbourhood | None = None) -> list[dict]:
     test = rec_samples(test_rec, item_ids)
     train = rec_samples(train_rec, item_ids)
     pop = popularity_scores(train_rec, item_ids)
     # Popularity enters the co-occurrence scores only as a tie-breaker (scaled below any co-occurrence mass).
     tie = pop / (pop.max() + 1.0) * 1e-6
-    return [
+    rows = [
         _metrics("popularity", popularity_chunks(test, pop), test, ks),
         _metrics("cooccurrence", cooccurrence_chunks(test, item_ids, cooc, tie), test, ks),
+    ]
+    if kg is not None:
+        rows.append(_metrics("kg_walk", kg_walk_chunks(test, item_ids, kg, tie), test, ks))
+    return rows + [
         _metrics("cooccurrence@train", cooccurrence_chunks(train, item_ids, cooc, tie), train, ks),
         _metrics("cooccurrence@train_leave_dialog_out",
                  cooccurrence_chunks(train, item_ids, cooc, tie, leave_dialog_out=True), train, ks),

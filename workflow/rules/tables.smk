@@ -26,6 +26,7 @@ rule baselines:
         item_ids=f"{DATA}/item_ids.json",
         matrix=f"{KG}/cooccurrence.npz",
         contributions=f"{KG}/cooccurrence_dialogs.parquet",
+        kg=f"{KG}/kg.safetensors",
     output:
         report(f"{TABLES}/baselines.csv", caption="../report/tables.rst", category="Tables"),
     params:

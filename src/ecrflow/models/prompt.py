@@ -48,6 +48,9 @@ class PromptConfig:
     copy: bool = False
     # Stage 2: score a h . E + b, a trainable scale started at 0 and a per-entity bias (PromptEncoder).
     entity_bias: bool = False
+    # Stage 2: the copy mixture also copies from the local entities' KG rows (kg.neighbourhood: the items a
+    # one- or two-step walk on the KG reaches).
+    kg_copy: bool = False
 
     def __post_init__(self):
         if self.copy and not self.global_entities:
@@ -121,6 +124,11 @@ class PromptEncoder(nn.Module):
             if cfg.emotions:
                 self.copy_slot = nn.Sequential(nn.Linear(cfg.emotion_dim, cfg.emotion_dim), nn.ReLU(),
                                                nn.Linear(cfg.emotion_dim, 1))
+        if cfg.kg_copy:  # the same two reads for the KG rows, with their own weights
+            self.kg_gate = nn.Linear(d, 1)
+            if cfg.emotions:
+                self.kg_slot = nn.Sequential(nn.Linear(cfg.emotion_dim, cfg.emotion_dim), nn.ReLU(),
+                                             nn.Linear(cfg.emotion_dim, 1))
         if cfg.entity_bias:
             # softmax(a h . E + b): b starts at the log training popularity (recommend.training.popularity_prior)
             # and a at 0, so stage 2 starts from a popularity ranking and h . E enters as far as training
@@ -205,35 +213,57 @@ class PromptEncoder(nn.Module):
         return Prefix(key=out[:, 0], value=out[:, 1], mask=slot_mask, emotion=local_emotion)
 
     def copy_scores(self, h: torch.Tensor, logits: torch.Tensor, *, entity_mask: torch.Tensor,
-                    global_rows: torch.Tensor, has_global: torch.Tensor,
+                    global_rows: torch.Tensor | None = None, has_global: torch.Tensor | None = None,
+                    kg_rows: torch.Tensor | None = None, has_kg: torch.Tensor | None = None,
                     emotion: torch.Tensor | None = None) -> torch.Tensor:
-        """log p over all entities, p = (1 - g) softmax(h . E) + g sum_l a_l N_l (B x n_ent, fp32).
+        """log p over all entities (B x n_ent, fp32), p = w_0 softmax(logits) + w_c sum_l a_l N_l (``copy``)
+        + w_k sum_l a'_l K_l (``kg_copy``); ``logits`` are h . E, or a h . E + b with the popularity prior.
 
-        N_l is local entity l's row-normalised co-occurrence row (a distribution over entities), a_l a softmax
-        over the context entities that have one (read from their emotion vectors ``emotion``, B x L x
-        emotion_dim, as the prefix computed them; uniform without emotions), and g =
-        sigmoid(w . h + b) the share copied. The reference's ``--copy`` adds 0.5 sum_l MLP(v_l) N_l to the
-        logits instead; a mixture of distributions needs no scale to be learnt (N's entries are ~1/row
-        support, the logits' spread is several units), so a few hundred steps suffice. A sample without any
-        co-occurrence row keeps plain softmax(h . E)."""
-        b, n_slots = entity_mask.shape
-        valid = entity_mask.bool() & has_global.bool()
-        if self.cfg.emotions:
-            if emotion is None:
-                raise ValueError("the copy slot weights read the local entities' emotion vectors: pass emotion")
-            weight = self.copy_slot(emotion.float()).squeeze(-1)
-        else:
-            weight = torch.zeros(b, n_slots, device=logits.device)
+        N_l is local entity l's row-normalised co-occurrence row and K_l its KG row (kg.neighbourhood), each a
+        distribution over entities (sparse B*L x n_ent, ``has_*`` B x L whether the row is non-empty). a_l
+        is a softmax over the context entities that have a row, read from their emotion vectors ``emotion``
+        (B x L x emotion_dim, as the prefix computed them; uniform without emotions), a'_l the same with
+        its own weights. The shares w are a
+        softmax over (0, w_c . h + b_c, w_k . h + b_k), a share dropped where a sample has no such row, so
+        a sample with neither keeps plain softmax(h . E); with one source, w_c = sigmoid(w_c . h + b_c).
+        The reference's ``--copy`` adds 0.5 sum_l MLP(v_l) N_l to the logits instead; a mixture of
+        distributions needs no scale to be learnt (N's entries are ~1/row support, the logits' spread is
+        several units), so a few hundred steps suffice."""
+        cfg = self.cfg
+        if cfg.emotions and emotion is None:
+            raise ValueError("the copy slot weights read the local entities' emotion vectors: pass emotion")
+        b = logits.shape[0]
+        parts = [logits.float().log_softmax(dim=-1)]
+        shares = [torch.zeros(b, 1, device=logits.device)]
+        present = [torch.ones(b, 1, dtype=torch.bool, device=logits.device)]
+        sources = (("copy", "co-occurrence", global_rows, has_global, "copy_gate", "copy_slot"),
+                   ("kg_copy", "KG", kg_rows, has_kg, "kg_gate", "kg_slot"))
+        for flag, what, rows, has, gate, slot_net in sources:
+            if not getattr(cfg, flag):
+                continue
+            if rows is None or has is None:
+                raise ValueError(f"{flag} is on but the batch carries no {what} rows")
+            valid = entity_mask.bool() & has.bool()
+            slot_weight = getattr(self, slot_net)(emotion.float()).squeeze(-1) if cfg.emotions else None
+            dist = self._slot_mixture(rows, valid, slot_weight, logits.shape[1])
+            parts.append(dist.clamp_min(1e-30).log())
+            shares.append(getattr(self, gate)(h.float()))
+            present.append(valid.any(dim=1, keepdim=True))
+        log_w = torch.cat(shares, dim=1).masked_fill(~torch.cat(present, dim=1), float("-inf")).log_softmax(dim=1)
+        return torch.logsumexp(log_w[:, :, None] + torch.stack(parts, dim=1), dim=1)
+
+    @staticmethod
+    def _slot_mixture(rows: torch.Tensor, valid: torch.Tensor, slot_weight: torch.Tensor | None,
+                      n_out: int) -> torch.Tensor:
+        """sum_l a_l R_l (B x n_out): a = softmax of ``slot_weight`` (B x L; uniform when None) over the
+        ``valid`` slots, R the sparse (B*L x n_out) rows."""
+        b, n_slots = valid.shape
+        weight = torch.zeros(b, n_slots, device=valid.device) if slot_weight is None else slot_weight
         slot = weight.masked_fill(~valid, torch.finfo(weight.dtype).min).softmax(dim=1)  # B x L
-        rows = global_rows.coalesce()
+        rows = rows.coalesce()
         r, c = rows.indices()
         mass = rows.values().float() * slot.reshape(-1)[r]
-        dist = torch.zeros(b, logits.shape[1], device=logits.device).index_put((r // n_slots, c), mass,
-                                                                                  accumulate=True)
-        g = torch.sigmoid(self.copy_gate(h.float())).clamp(1e-6, 1 - 1e-6)  # B x 1
-        base = logits.float().log_softmax(dim=-1)
-        mixed = torch.logaddexp(torch.log1p(-g) + base, torch.log(g) + dist.clamp_min(1e-30).log())
-        return torch.where(valid.any(dim=1, keepdim=True), mixed, base)
+        return torch.zeros(b, n_out, device=valid.device).index_put((r // n_slots, c), mass, accumulate=True)
 
     # -- checkpoints --------------------------------------------------------------------------------------
     def load_compatible(self, state: dict[str, torch.Tensor]) -> dict[str, list[str]]:

@@ -22,6 +22,7 @@ import torch
 from ..constants import MOVIE_TOKEN, RECOMMENDER
 from ..cooccurrence import CoOccurrence
 from ..data.turns import SPEAKER_TAGS, serialise_context
+from ..kg.neighbourhood import KGNeighbourhood
 from ..models.prompt import emotion_slot_tensors
 
 FEEDBACK_CODE = {"like": 1, "dislike": 0, "not_said": -1}  # the evaluator's codes (ECR_SPEC 6.1)
@@ -159,7 +160,7 @@ def _pad(seqs: list[list[int]], value: int, left: bool = False) -> tuple[torch.T
 class Collator:
     """Turns a list of samples into the tensors of one step. With ``cooccurrence`` set, it adds each local
     entity's global row as a sparse (B*L x n_ent) tensor; ``leave_dialog_out`` subtracts the sample's own
-    dialog from those rows (training samples only)."""
+    dialog from those rows (training samples only). With ``kg`` set, it adds each local entity's KG row."""
 
     lm_pad: int
     enc_pad: int
@@ -167,6 +168,7 @@ class Collator:
     emotion_top_n: int = 3
     cooccurrence: CoOccurrence | None = None
     leave_dialog_out: bool = False
+    kg: KGNeighbourhood | None = None  # with it, each local entity's KG row (kg_copy)
     left_pad_lm: bool = False  # generation pads on the left
     emotion_keep: str = "first"  # "last": an entity's last emotion_top_n labels (the reference's [-3:])
     _normalised: sp.csr_matrix | None = field(default=None, init=False, repr=False)
@@ -175,21 +177,14 @@ class Collator:
         co = self.cooccurrence
         if self._normalised is None and not self.leave_dialog_out:
             self._normalised = co.normalised()
-        blocks = []
-        for s in samples:
-            if not s.entity:
-                blocks.append(sp.csr_matrix((n_slots, co.n_entity), dtype=np.float32))
-                continue
-            ids = np.asarray(s.entity)
-            rows = co.rows(ids, exclude_dialog=s.dialog_id) if self.leave_dialog_out else self._normalised[ids]
-            pad = sp.csr_matrix((n_slots - len(ids), co.n_entity), dtype=np.float32)
-            blocks.append(sp.vstack([rows, pad], format="csr"))
-        m = sp.vstack(blocks, format="coo")
-        has = torch.from_numpy(np.asarray((sp.csr_matrix(m).getnnz(axis=1) > 0)).reshape(len(samples), n_slots))
-        idx = torch.from_numpy(np.vstack([m.row, m.col]).astype(np.int64))
-        t = torch.sparse_coo_tensor(idx, torch.from_numpy(m.data.astype(np.float32)), m.shape,
-                                    check_invariants=False).coalesce()
-        return t, has
+
+        def rows(s: Sample, ids: np.ndarray) -> sp.csr_matrix:
+            return co.rows(ids, exclude_dialog=s.dialog_id) if self.leave_dialog_out else self._normalised[ids]
+
+        return _slot_rows(samples, n_slots, co.n_entity, rows)
+
+    def _kg_rows(self, samples: list[Sample], n_slots: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return _slot_rows(samples, n_slots, self.kg.n_entity, lambda s, ids: self.kg.rows(ids))
 
     def __call__(self, samples: list[Sample]) -> dict:
         lm_ids, lm_mask = _pad([s.lm_ids for s in samples], self.lm_pad, left=self.left_pad_lm)
@@ -215,4 +210,25 @@ class Collator:
             batch["labels"], _ = _pad([s.labels for s in samples], -100)
         if self.cooccurrence is not None:
             batch["global_rows"], batch["has_global"] = self._global_rows(samples, n_slots)
+        if self.kg is not None:
+            batch["kg_rows"], batch["has_kg"] = self._kg_rows(samples, n_slots)
         return batch
+
+
+def _slot_rows(samples: list[Sample], n_slots: int, n_entity: int, rows) -> tuple[torch.Tensor, torch.Tensor]:
+    """One row per entity slot, ``rows(sample, entity ids)`` for a sample's entities and empty rows for its
+    padding, as a sparse (B*L x n_entity) tensor, and (B x L) whether each row is non-empty."""
+    blocks = []
+    for s in samples:
+        if not s.entity:
+            blocks.append(sp.csr_matrix((n_slots, n_entity), dtype=np.float32))
+            continue
+        ids = np.asarray(s.entity)
+        pad = sp.csr_matrix((n_slots - len(ids), n_entity), dtype=np.float32)
+        blocks.append(sp.vstack([rows(s, ids), pad], format="csr"))
+    m = sp.vstack(blocks, format="coo")
+    has = torch.from_numpy(np.asarray((sp.csr_matrix(m).getnnz(axis=1) > 0)).reshape(len(samples), n_slots))
+    idx = torch.from_numpy(np.vstack([m.row, m.col]).astype(np.int64))
+    t = torch.sparse_coo_tensor(idx, torch.from_numpy(m.data.astype(np.float32)), m.shape,
+                                check_invariants=False).coalesce()
+    return t, has

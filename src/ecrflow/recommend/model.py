@@ -65,10 +65,12 @@ class PromptedModel(nn.Module):
                 logits = h.float() @ table.float().t()
                 if self.prompt.cfg.entity_bias:
                     logits = self.prompt.entity_scale.float() * logits + self.prompt.entity_bias.float()
-                if self.prompt.cfg.copy:  # log-probabilities: CE, softmax and rankings read them alike
+                # The copy mixture gives log-probabilities: CE, softmax and rankings read them alike.
+                if self.prompt.cfg.copy or self.prompt.cfg.kg_copy:
                     logits = self.prompt.copy_scores(
-                        h, logits, entity_mask=batch["entity_mask"], global_rows=batch["global_rows"],
-                        has_global=batch["has_global"], emotion=prefix.emotion)
+                        h, logits, entity_mask=batch["entity_mask"], global_rows=batch.get("global_rows"),
+                        has_global=batch.get("has_global"), kg_rows=batch.get("kg_rows"),
+                        has_kg=batch.get("has_kg"), emotion=prefix.emotion)
             train_logits = logits
             if self.loss_labels == "items":  # ECR_SPEC 8.12 ablation: the loss over the candidate items only
                 train_logits = logits.masked_fill(~self.is_item, torch.finfo(logits.dtype).min)

@@ -252,7 +252,8 @@ def recommend_train(train, valid, kg_tensors, item_ids, matrix=None, contributio
     from ..io import read_json
     from ..train import Stage, TrainConfig, TrainSettings, fingerprint, run_stage
     from .training import (BaseModels, RecommendTraining, Variant, build_model, cooccurrence, fingerprint_params,
-                           load_setup, make_collator, popularity_prior, rec_inputs, rec_validation, write_model)
+                           kg_neighbourhood, load_setup, make_collator, popularity_prior, rec_inputs,
+                           rec_validation, write_model)
 
     models, train_cfg = typed(BaseModels, models, "models"), typed(TrainSettings, train_cfg, "train")
     section, flags = typed(RecommendTraining, section, "recommend"), typed(Variant, flags, "variants.recommend")
@@ -267,13 +268,15 @@ def recommend_train(train, valid, kg_tensors, item_ids, matrix=None, contributio
                             item_ids=items, loss_labels=section.loss_labels)
         if flags.popularity_prior:
             popularity_prior(model, tr)
+        kg = kg_neighbourhood(flags, setup, items)
 
         def write(result) -> None:
             write_model(model_out, result.best_state, model.prompt.cfg, {"stage": "recommend"})
             write_json(metrics_out, result.summary(train_samples=len(tr), valid_samples=len(va)))
 
-        return Stage(model, model.prompt, tr, make_collator(setup, section, co, leave_dialog_out=leave_dialog_out),
-                     write, evaluate=rec_validation(model, va, make_collator(setup, section, co), section, items, acc))
+        return Stage(model, model.prompt, tr,
+                     make_collator(setup, section, co, leave_dialog_out=leave_dialog_out, kg=kg), write,
+                     evaluate=rec_validation(model, va, make_collator(setup, section, co, kg=kg), section, items, acc))
 
     fp = fingerprint(fingerprint_params(section=section, flags=flags, models=models, precision=train_cfg.precision),
                      [p for p in (train, valid, kg_tensors, item_ids, matrix, init, train_responses) if p] + local_models(models))
@@ -293,7 +296,7 @@ def recommend_predict(tables: dict, kg_tensors, item_ids, matrix=None, contribut
     from ..io import read_json, write_parquet
     from ..train import TrainSettings, make_accelerator
     from .training import (PREDICTION_SCHEMA, BaseModels, RecommendSettings, Variant, build_model, cooccurrence,
-                           load_setup, make_collator, rec_inputs, score_samples)
+                           kg_neighbourhood, load_setup, make_collator, rec_inputs, score_samples)
 
     models, train_cfg = typed(BaseModels, models, "models"), typed(TrainSettings, train_cfg, "train")
     section, flags = typed(RecommendSettings, section, "recommend"), typed(Variant, flags, "variants.recommend")
@@ -304,7 +307,7 @@ def recommend_predict(tables: dict, kg_tensors, item_ids, matrix=None, contribut
     model = build_model(setup, section, flags, n_prefix=section.n_prefix_rec, fusion="entity", init=model_path,
                         item_ids=items)
     model.to(acc.device)
-    collate = make_collator(setup, section, co)
+    collate = make_collator(setup, section, co, kg=kg_neighbourhood(flags, setup, items))
     for split, path in tables.items():
         samples = rec_inputs(setup, section, flags, path, responses.get(split))
         s = score_samples(model, samples, collate, batch_size=section.eval_batch_size, item_ids=items,

@@ -16,6 +16,7 @@ import pyarrow.parquet as pq
 import torch
 
 from ..cooccurrence import CoOccurrence
+from ..kg.neighbourhood import KGNeighbourhood
 from ..evaluate import gold_ranks, recommendation_metrics
 from ..io import atomic_path
 from ..kg import load_kg_tensors
@@ -97,6 +98,7 @@ class Variant:
     # stage 2: softmax(a h . E + b), a trainable per-entity b started at log(1 + n_e) (n_e: the entity's count
     # among the training targets) and a trainable scale a started at 0 (popularity_prior)
     popularity_prior: bool = False
+    kg_copy: bool = False  # stage 2: the copy mixture also copies from the local entities' KG rows
     pretrain: str | None = None  # the stage-1 variant a stage-2 variant starts from
 
 
@@ -135,11 +137,11 @@ def text_sides(setup: Setup, section: PromptSettings) -> tuple[TextSide, TextSid
 
 
 def make_collator(setup: Setup, section: PromptSettings, co: CoOccurrence | None, *, leave_dialog_out: bool = False,
-                  left_pad_lm: bool = False) -> Collator:
+                  left_pad_lm: bool = False, kg: KGNeighbourhood | None = None) -> Collator:
     return Collator(lm_pad=setup.frozen.lm_tokenizer.pad_token_id, enc_pad=setup.frozen.encoder_tokenizer.pad_token_id,
                     pad_entity=setup.pad_entity, emotion_top_n=section.emotion_slots, cooccurrence=co,
                     leave_dialog_out=leave_dialog_out, left_pad_lm=left_pad_lm,
-                    emotion_keep=section.emotion_keep)
+                    emotion_keep=section.emotion_keep, kg=kg)
 
 
 def build_model(setup: Setup, section: PromptSettings, flags: Variant, *, n_prefix: int, fusion: str, init=None,
@@ -152,7 +154,7 @@ def build_model(setup: Setup, section: PromptSettings, flags: Variant, *, n_pref
                                   n_prefix=n_prefix, emotions=flags.emotions,
                                   global_entities=flags.global_entities, fusion=fusion,
                                   mask_padding=section.mask_padding, mask_empty_global=section.mask_empty_global,
-                                  copy=flags.copy, entity_bias=flags.popularity_prior)
+                                  copy=flags.copy, entity_bias=flags.popularity_prior, kg_copy=flags.kg_copy)
     if init is not None:
         report = prompt.load_compatible(load_safetensors(init))
         log.info("initialised from %s: %d tensors loaded, new: %s, ignored: %s", init, len(report["loaded"]),
@@ -181,6 +183,13 @@ def cooccurrence(flags: Variant, matrix, contributions) -> CoOccurrence | None:
     if matrix is None:
         raise ValueError("global_entities is on but no co-occurrence matrix was given")
     return CoOccurrence.load(matrix, contributions)
+
+
+def kg_neighbourhood(flags: Variant, setup: Setup, item_ids) -> KGNeighbourhood | None:
+    """The local entities' KG rows over the candidate items, for ``kg_copy``."""
+    if not flags.kg_copy:
+        return None
+    return KGNeighbourhood(setup.edge_index.numpy(), setup.kg_meta["n_entity"], item_ids)
 
 
 def loader(samples: list[Sample], collate, batch_size: int, accelerator):

@@ -45,12 +45,18 @@ def dataset_stats(validation, split_stats: dict, kg_meta, items_path, *, out) ->
     write_csv(out, rows)
 
 
-def baselines(train_rec, test_rec, item_ids, matrix, contributions, *, out, ks) -> None:
-    """The non-neural recommenders (popularity, co-occurrence) on the test turns (:mod:`ecrflow.baselines`)."""
+def baselines(train_rec, test_rec, item_ids, matrix, contributions, kg_tensors, *, out, ks) -> None:
+    """The non-neural recommenders (popularity, co-occurrence, KG walk) on the test turns
+    (:mod:`ecrflow.baselines`)."""
     from ..baselines import evaluate_baselines
     from ..cooccurrence import CoOccurrence
+    from ..kg import load_kg_tensors
+    from ..kg.neighbourhood import KGNeighbourhood
 
-    rows = evaluate_baselines(pq.read_table(train_rec), pq.read_table(test_rec), read_json(item_ids),
-                              CoOccurrence.load(matrix, contributions), ks=tuple(ks))
+    items = read_json(item_ids)
+    edge_index, _, meta = load_kg_tensors(kg_tensors)
+    rows = evaluate_baselines(pq.read_table(train_rec), pq.read_table(test_rec), items,
+                              CoOccurrence.load(matrix, contributions), ks=tuple(ks),
+                              kg=KGNeighbourhood(edge_index.numpy(), meta["n_entity"], items))
     write_csv(out, rows)
     log.info("baselines: %s", json.dumps(rows))
