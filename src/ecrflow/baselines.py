@@ -21,8 +21,8 @@ import numpy as np
 import pyarrow as pa
 
 from .cooccurrence import CoOccurrence
-from .kg.neighbourhood import KGNeighbourhood
 from .evaluate import gold_ranks, mrr_at_k, ndcg_at_k, recall_at_k
+from .kg.neighbourhood import KGNeighbourhood
 
 
 def rec_samples(rec: pa.Table, item_ids: list[int]) -> list[tuple[str, list[int], int, str]]:
@@ -80,27 +80,25 @@ def popularity_chunks(samples, pop: np.ndarray):
         yield np.broadcast_to(pop, (hi - lo, len(pop)))
 
 
+def row_sum_chunks(samples, item_ids: list[int], rows, tie: np.ndarray):
+    """Per sample, the sum over its context entities of their rows (``rows(dialog id, entity ids)``, sparse
+    len(ids) x n_entity) at the items, plus a popularity tie-breaker; ``tie`` alone without context."""
+    items = np.asarray(item_ids, dtype=np.int64)
+    for lo, hi in _chunks(len(samples)):
+        yield np.stack([np.asarray(rows(did, ents).sum(axis=0)).ravel()[items] + tie if ents else tie
+                        for did, ents, _, _ in samples[lo:hi]])
+
+
 def cooccurrence_chunks(samples, item_ids: list[int], cooc: CoOccurrence, tie: np.ndarray,
                         leave_dialog_out: bool = False):
     """Per sample, sum_e P(item | e) over its context entities, plus a popularity tie-breaker."""
-    items = np.asarray(item_ids, dtype=np.int64)
-    for lo, hi in _chunks(len(samples)):
-        rows = []
-        for did, ents, _, _ in samples[lo:hi]:
-            if not ents:
-                rows.append(tie)
-                continue
-            glob = cooc.rows(ents, exclude_dialog=did if leave_dialog_out else None)
-            rows.append(np.asarray(glob.sum(axis=0)).ravel()[items] + tie)
-        yield np.stack(rows)
+    return row_sum_chunks(samples, item_ids,
+                          lambda did, ents: cooc.rows(ents, exclude_dialog=did if leave_dialog_out else None), tie)
 
 
 def kg_walk_chunks(samples, item_ids: list[int], kg: KGNeighbourhood, tie: np.ndarray):
     """Per sample, sum_e K_e(item) over its context entities, plus a popularity tie-breaker."""
-    items = np.asarray(item_ids, dtype=np.int64)
-    for lo, hi in _chunks(len(samples)):
-        yield np.stack([np.asarray(kg.rows(ents).sum(axis=0)).ravel()[items] + tie if ents else tie
-                        for _, ents, _, _ in samples[lo:hi]])
+    return row_sum_chunks(samples, item_ids, lambda did, ents: kg.rows(ents), tie)
 
 
 def evaluate_baselines(train_rec: pa.Table, test_rec: pa.Table, item_ids: list[int], cooc: CoOccurrence,

@@ -223,9 +223,9 @@ class PromptEncoder(nn.Module):
         distribution over entities (sparse B*L x n_ent, ``has_*`` B x L whether the row is non-empty). a_l
         is a softmax over the context entities that have a row, read from their emotion vectors ``emotion``
         (B x L x emotion_dim, as the prefix computed them; uniform without emotions), a'_l the same with
-        its own weights. The shares w are a
-        softmax over (0, w_c . h + b_c, w_k . h + b_k), a share dropped where a sample has no such row, so
-        a sample with neither keeps plain softmax(h . E); with one source, w_c = sigmoid(w_c . h + b_c).
+        its own weights. The shares w are a softmax over (0, w_c . h + b_c, w_k . h + b_k), a share dropped
+        where a sample has no such row, so a sample with neither keeps plain softmax(h . E); with one
+        source, w_c = sigmoid(w_c . h + b_c).
         The reference's ``--copy`` adds 0.5 sum_l MLP(v_l) N_l to the logits instead; a mixture of
         distributions needs no scale to be learnt (N's entries are ~1/row support, the logits' spread is
         several units), so a few hundred steps suffice."""

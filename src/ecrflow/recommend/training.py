@@ -16,10 +16,10 @@ import pyarrow.parquet as pq
 import torch
 
 from ..cooccurrence import CoOccurrence
-from ..kg.neighbourhood import KGNeighbourhood
 from ..evaluate import gold_ranks, recommendation_metrics
 from ..io import atomic_path
 from ..kg import load_kg_tensors
+from ..kg.neighbourhood import KGNeighbourhood
 from ..models.lm import FrozenModels, load_frozen
 from ..train import StageSettings, load_safetensors, mean_loss, validation
 from .data import FEEDBACK_CODE, Collator, Sample, TextSide, rec_samples
