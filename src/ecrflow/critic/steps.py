@@ -33,6 +33,9 @@ def critic(sample, files: dict, scores: dict, *, out_dir, metrics_out, table_out
     if not tr:
         raise ValueError("no judged reply to train the critic on; see the judge summaries")
     log.info("critic rows: %d train, %d valid, %d test (split by dialogue)", len(tr), len(va), len(te))
+    dialogs = {name: sorted({r["dialog_id"] for r in part}) for name, part in (("train", tr), ("valid", va), ("test", te))}
+    if set(dialogs["train"]) & (set(dialogs["valid"]) | set(dialogs["test"])):  # split_by_dialog's promise
+        raise AssertionError("a held-out dialogue of the critic is also in its training rows")
 
     def write(model, enc, result) -> None:
         table = []
@@ -45,19 +48,25 @@ def critic(sample, files: dict, scores: dict, *, out_dir, metrics_out, table_out
             targets.update({name: np.stack([r["judges"][name] for r in part]) for name in judges})
             for target_name, target in targets.items():
                 for m, v in head_metrics(pred, target, metrics).items():
+                    # a head whose held-out judge scores do not vary has nothing to predict: R^2 and
+                    # Spearman are undefined there, and the row says why
                     table.append({"split": split, "head": m, "target": target_name, "n": v["n"],
-                                  "r2": round(v["r2"], 4), "mae": round(v["mae"], 4),
-                                  "spearman": round(v["spearman"], 4)})
+                                  "target_std": round(v["target_std"], 4), "r2": round(v["r2"], 4),
+                                  "mae": round(v["mae"], 4), "spearman": round(v["spearman"], 4),
+                                  "note": "judge scores have no variance" if v["target_std"] == 0 else ""})
             # what a critic must beat: every reply scored with the training mean
             mean = np.nanmean(np.stack([r["target"] for r in tr]), axis=0)
             for m, v in head_metrics(np.tile(mean, (len(part), 1)), targets["merged"], metrics).items():
                 table.append({"split": split, "head": m, "target": "merged (train-mean baseline)", "n": v["n"],
-                              "r2": round(v["r2"], 4), "mae": round(v["mae"], 4), "spearman": v["spearman"]})
+                              "target_std": round(v["target_std"], 4), "r2": round(v["r2"], 4),
+                              "mae": round(v["mae"], 4), "spearman": v["spearman"], "note": ""})
         meta = {"metrics": metrics, "max_length": section.max_length, "base_model": model_name, "scale": SCALE,
                 "judges": list(judges)}
         save_critic(out_dir, model, enc.tok, meta)
         write_csv(table_out, table)
-        write_json(metrics_out, result.summary(train_rows=len(tr), valid_rows=len(va), test_rows=len(te)))
+        # the dialogues on each side: critic.csv's held-out rows come from dialogues it never trained on
+        write_json(metrics_out, result.summary(train_rows=len(tr), valid_rows=len(va), test_rows=len(te),
+                                               dialogs=dialogs))
 
     fp = fingerprint({"section": section.__dict__, "model": model_name, "precision": train_cfg.precision},
                      [sample, *(f for f in files.values() if f), *scores.values()])

@@ -73,6 +73,8 @@ def training_example(review: dict, names: MovieNames, templates: list[str], opts
     sample of them, as at inference)."""
     rng = keyed_rng(opts.seed, review["review_id"])
     template = templates[int(rng.integers(len(templates)))] if templates else "<movie>"
+    if review.get("first_sentence"):  # the dialogue corpus: the turn's own u_r, as at inference
+        template = review["first_sentence"]
     k = _knowledge(names, review["movie"], review["entities"], review["relation_entities"], review["relations"],
                    template, opts, rng)
     target = review["content"]

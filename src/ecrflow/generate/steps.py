@@ -83,6 +83,21 @@ def filter_reviews(annotated, *, train, valid, report, name: str, profile: Revie
     log.info("filtered reviews: %s", json.dumps(summary))
 
 
+def dialogue_corpus(rec: dict, responses: dict, items, subkg, relation2id, *, train_out, valid_out, movies_out,
+                    report, relations: list[str]) -> None:
+    """The generator's corpus from the dialogues (generation.corpus: dialogues): generate.dialogues."""
+    from .dialogues import DIALOGUE_SCHEMA, MOVIE_KNOWLEDGE_SCHEMA, build_corpus
+
+    rows, movies, summary = build_corpus(rec, responses, items, read_json(subkg), read_json(relation2id), relations)
+    if not rows["train"]:
+        raise ValueError(f"{rec['train']}: no recommender turn with a movie, a response and a u_r ({summary})")
+    write_parquet(train_out, pa.Table.from_pylist(rows["train"], schema=DIALOGUE_SCHEMA))
+    write_parquet(valid_out, pa.Table.from_pylist(rows["valid"], schema=DIALOGUE_SCHEMA))
+    write_parquet(movies_out, pa.Table.from_pylist(movies, schema=MOVIE_KNOWLEDGE_SCHEMA))
+    write_json(report, summary)
+    log.info("dialogue corpus: %s", json.dumps(summary))
+
+
 def first_sentence_templates(responses, *, out, n: int) -> None:
     from .prompts import frequent_templates
 

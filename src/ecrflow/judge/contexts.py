@@ -12,6 +12,13 @@ from ..io import iter_jsonl
 
 ROLE_NAMES = {SEEKER: "User", "recommender": "Recommender"}
 UNICRS = "unicrs"  # the recommendation response u_r alone, judged as a system
+# Calibration rows (judge.calibration): the dataset's human reply and the same reply with its words shuffled,
+# judged in the same prompts as the systems. A judge that does not score the first above the second cannot
+# tell a reply from word salad, and its scores of the systems are not evidence.
+HUMAN = "human"
+SHUFFLED = "human_shuffled"
+CALIBRATION = (HUMAN, SHUFFLED)
+MIN_REFERENCE_WORDS = 4  # shorter references ("ok", "yes!") have no word order to break
 
 
 def history_text(context: list[str], roles: list[str], max_history: int) -> str:
@@ -52,17 +59,36 @@ def build_sample(rec_table, generated: dict[str, str], *, n: int, seed: int, max
     return rows
 
 
+def shuffle_words(text: str, key: str) -> str:
+    """The words of ``text`` in a seeded order (seeded by ``key``) that differs from the original wherever
+    the words are not all the same."""
+    import zlib
+
+    words = text.split()
+    rng = np.random.default_rng(zlib.crc32(key.encode()))
+    for _ in range(10):
+        out = [words[i] for i in rng.permutation(len(words))]
+        if out != words:
+            return " ".join(out)
+    return " ".join(words[1:] + words[:1])
+
+
 def read_sample(path) -> list[dict]:
     return [r for _, r in iter_jsonl(path, expected="a judge context object")]
 
 
 def system_replies(sample_rows: list[dict], files: dict[str, str]) -> dict[str, dict[tuple[str, int], str]]:
-    """Each judged system's reply per (dialog_id, turn): ``unicrs`` is u_r from the sample, the others come
-    from their response files (field ``response``)."""
+    """Each judged system's reply per (dialog_id, turn): ``unicrs`` is u_r from the sample, ``human`` and
+    ``human_shuffled`` the sample's reference reply (of at least MIN_REFERENCE_WORDS words) and its shuffled
+    words, the others come from their response files (field ``response``)."""
     out = {}
     for system, path in files.items():
         if system == UNICRS:
             out[system] = {(r["dialog_id"], int(r["turn"])): r["u_r"] for r in sample_rows}
+        elif system in CALIBRATION:
+            refs = {(r["dialog_id"], int(r["turn"])): " ".join(r.get("reference", "").split()) for r in sample_rows}
+            refs = {k: t for k, t in refs.items() if len(t.split()) >= MIN_REFERENCE_WORDS}
+            out[system] = refs if system == HUMAN else {k: shuffle_words(t, f"{k[0]}/{k[1]}") for k, t in refs.items()}
         else:
             out[system] = {k: r["response"] for k, r in read_generated(path).items()}
     return out

@@ -141,6 +141,21 @@ class JudgeOptions:
     constrained: bool  # decode only well-formed answers (local backends)
     batch_size: int
     prompt_file: str | None = None  # a replacement prompt (Prompt.from_file); None: the built-in one
+    scoring: str = "listwise"  # listwise (the paper: greedy digits, all replies in one prompt) | expected
+
+
+def attempt_counts(outcomes, max_attempts: int, judge: str) -> list[dict]:
+    """Per attempt, the requests sent and the answers that did not parse (a judge summary's ``attempts``)."""
+    out = []
+    for attempt in range(1, max_attempts + 1):
+        steps = [o.steps[attempt] for o in outcomes if attempt in o.steps]
+        if not steps:
+            break
+        out.append({"attempt": attempt, "requests": len(steps), "request_errors": 0,
+                    "unparseable": steps.count("unparseable")})
+        log.info("%s attempt %d: %d requests, %d unparseable answers", judge, attempt, len(steps),
+                 steps.count("unparseable"))
+    return out
 
 
 def judge_contexts(contexts: list[dict], replies: dict[str, dict[tuple[str, int], str]], backend, cache, *,
@@ -179,16 +194,103 @@ def judge_contexts(contexts: list[dict], replies: dict[str, dict[tuple[str, int]
             for metric, score in o.value[system].items():
                 rows.append({"dialog_id": c["dialog_id"], "turn": c["turn"], "system": system, "metric": metric,
                              "score": score, "attempt": o.attempt, "pseudonym": PSEUDONYMS[pos]})
-    for attempt in range(1, max_attempts + 1):
-        steps = [o.steps[attempt] for o in outcomes if attempt in o.steps]
-        if not steps:
-            break
-        summary["attempts"].append({"attempt": attempt, "requests": len(steps), "request_errors": 0,
-                                    "unparseable": steps.count("unparseable")})
-        log.info("%s attempt %d: %d contexts, %d unparseable answers", judge, attempt, len(steps),
-                 steps.count("unparseable"))
+    summary["attempts"] = attempt_counts(outcomes, max_attempts, judge)
     summary["judged"] = len({(r["dialog_id"], r["turn"]) for r in rows})
     summary["unscored_contexts"] = [{"dialog_id": c["dialog_id"], "turn": c["turn"]}
                                     for c, o in zip(todo, outcomes) if not o.ok]
     summary["unparseable_examples"] = [t[:300] for o in outcomes for t in o.unparseable_texts][:5]
     return rows, summary
+
+
+# -- one reply per prompt, the score read from the judge's distribution ----------------------------------------
+
+SCORINGS = ("listwise", "expected")  # every reply in one prompt, greedy digits | one reply and metric a prompt
+
+# The metrics' definitions sit in the system prompt and the question names one metric in a few tokens: on a
+# CPU a prompt's cost is the tokens after the prefix its batch shares, and the five questions of a reply are
+# its only differences.
+POINT_SYSTEM = ("You are an impartial judge of the replies of a movie recommender system. You read a "
+                "conversation between a user and a recommender, the movie the recommender recommends, and the "
+                "recommender's reply to the user's latest message. You rate the reply on the one quality you "
+                "are asked about, with a single digit from 0 (worst) to 9 (best). The qualities:\n{definitions}\n"
+                "Write the digit only.")
+POINT_USER = ("Conversation:\n{history}\n\nThe recommender recommends: {item}\n\nThe recommender's reply:\n"
+              "{reply}\n\nRate the reply's {name} from 0 to 9.")
+
+
+def point_request(context: dict, reply: str, metric: str, *, attempt: int = 1) -> Request:
+    """One judge request per (context, reply, metric): the answer is the distribution over the digits
+    (``Request.digits``). The metric comes last, so the five requests of one reply share every token before
+    it (a local backend computes that prefix once)."""
+    user = POINT_USER.format(history=context["history"], item=context["item_name"],
+                             reply=" ".join(reply.split()) or "(empty reply)", name=METRICS[metric][0])
+    if attempt > 1:
+        user += RETRY_NOTE.format(attempt=attempt).replace("one line per reply", "one digit")
+    return Request((("system", POINT_SYSTEM.format(definitions=definitions())), ("user", user)), max_tokens=1,
+                   digits=True)
+
+
+def judge_pointwise(contexts: list[dict], replies: dict[str, dict[tuple[str, int], str]], backend, cache, *,
+                    judge: str, max_attempts: int) -> tuple[list[dict], dict]:
+    """Score every reply of every context on each metric in its own prompt (G-Eval): ``expected`` is the
+    expectation over the digits of the judge's distribution, ``score`` the most probable digit. Rows and
+    summary as :func:`judge_contexts`; a context is judged only when every system has a reply, and a
+    (reply, metric) whose answers never parse is left out and counted, never scored."""
+    from ..llm.digits import parse_digits
+    from ..llm.stage import ask_all
+
+    systems = list(replies)
+    todo = [c for c in contexts if all((c["dialog_id"], c["turn"]) in replies[s] for s in systems)]
+    items = [(c, s, m) for c in todo for s in systems for m in METRIC_KEYS]  # a reply's metrics side by side
+    summary = {"judge": judge, "model": backend.model_id, "scoring": "expected", "systems": systems,
+               "contexts": len(contexts), "contexts_missing_a_reply": len(contexts) - len(todo), "attempts": []}
+
+    def make_request(i: int, attempt: int) -> Request:
+        c, s, m = items[i]
+        return point_request(c, replies[s][(c["dialog_id"], c["turn"])], m, attempt=attempt)
+
+    # One context's requests at a time, so that a local backend's batches (its own batch_size) never mix two
+    # contexts and share the system prompt, the history and the item as one cached prefix.
+    per_context = len(systems) * len(METRIC_KEYS)
+    outcomes = ask_all(backend, cache, len(items), make_request, lambda i, k, text: parse_digits(text),
+                       max_attempts=max_attempts, batch_size=per_context, stage=f"judge {judge}")
+    rows = [{"dialog_id": c["dialog_id"], "turn": c["turn"], "system": s, "metric": m, "score": o.value.greedy,
+             "expected": round(o.value.expected, 6), "digit_mass": round(o.value.mass, 6), "attempt": o.attempt,
+             "pseudonym": ""} for (c, s, m), o in zip(items, outcomes) if o.ok]
+    summary["attempts"] = attempt_counts(outcomes, max_attempts, judge)
+    scored = {(r["dialog_id"], r["turn"]) for r in rows}
+    summary["judged"] = len(scored)
+    summary["unscored_replies"] = [{"dialog_id": c["dialog_id"], "turn": c["turn"], "system": s, "metric": m}
+                                   for (c, s, m), o in zip(items, outcomes) if not o.ok]
+    summary["unscored_contexts"] = [{"dialog_id": c["dialog_id"], "turn": c["turn"]} for c in todo
+                                    if (c["dialog_id"], c["turn"]) not in scored]
+    summary["unparseable_examples"] = [t[:300] for o in outcomes for t in o.unparseable_texts][:5]
+    masses = [r["digit_mass"] for r in rows]
+    summary["digit_mass_mean"] = round(float(np.mean(masses)), 4) if masses else None
+    return rows, summary
+
+
+def fluency_check(contexts: list[dict], replies: dict[str, dict[tuple[str, int], str]], backend, *,
+                  seed: int = 0) -> dict | None:
+    """The judge model's own log-likelihood of each reply after its history (a local backend only): per
+    system the mean, and how often the human reply is more likely than its shuffled words, with a 95 %
+    bootstrap interval. It tells a judge that cannot follow the scoring instruction from a text without
+    the signal: the same model reading the same replies. None without the calibration rows or a local
+    model."""
+    from .contexts import HUMAN, SHUFFLED
+    from .tables import bootstrap_ci
+
+    if not hasattr(backend, "reply_logliks") or HUMAN not in replies or SHUFFLED not in replies:
+        return None
+    keys = [(c["dialog_id"], int(c["turn"])) for c in contexts]
+    hist = {(c["dialog_id"], int(c["turn"])): c["history"] for c in contexts}
+    pairs = [(s, k) for s in replies for k in keys if k in replies[s]]
+    ll = backend.reply_logliks([(hist[k], replies[s][k]) for s, k in pairs])
+    by = {(s, k): v for (s, k), v in zip(pairs, ll)}
+    both = [k for k in keys if (HUMAN, k) in by and (SHUFFLED, k) in by]
+    wins = [1.0 if by[(HUMAN, k)] > by[(SHUFFLED, k)] else 0.5 if by[(HUMAN, k)] == by[(SHUFFLED, k)] else 0.0
+            for k in both]
+    lo, hi = bootstrap_ci(wins, seed=seed)
+    means = {s: round(float(np.nanmean([by[(s, k)] for k in keys if (s, k) in by])), 4) for s in replies}
+    return {"mean_loglik": means, "n": len(wins), "rate": round(float(np.mean(wins)), 4) if wins else None,
+            "ci_low": round(lo, 4), "ci_high": round(hi, 4)}

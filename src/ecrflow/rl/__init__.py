@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 class RLSettings:
     """The ``rl`` section (GRPO of one generator kind with the critic as reward)."""
 
-    IGNORED = ("bootstrap",)  # rl_comparison's resamples
+    IGNORED = ("bootstrap", "best_of_n")  # rl_comparison's resamples; the Best-of-N baseline's N
 
     kind: str | None  # the generator kind tuned; None: no RL stage
     reward_weights: dict  # critic head -> weight
@@ -254,21 +254,3 @@ def train_rl(generator_dir, critic_dir, responses, rec, *, out_dir, log_out, met
     write_json(metrics_out, metrics)
     log.info("RL: %s", json.dumps(metrics))
     remove_work_dir(work)  # checkpoints and the merged initial policy
-
-
-# -- supervised vs RL ---------------------------------------------------------------------------------------
-
-def paired_bootstrap(measure: str, a, b, *, stat, n_boot: int, seed: int) -> dict:
-    """``stat`` (the mean) of per-context values of the supervised (a) and RL (b) systems with 95 % bootstrap
-    intervals, and of the difference b - a with a paired bootstrap (the same resampled contexts for both)."""
-    n = len(a)
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, n, size=(n_boot, n))
-    sa = np.array([stat([a[i] for i in ix]) for ix in idx])
-    sb = np.array([stat([b[i] for i in ix]) for ix in idx])
-    q = lambda x: np.quantile(x, [0.025, 0.975])  # noqa: E731
-    (al, ah), (bl, bh), (dl, dh) = q(sa), q(sb), q(sb - sa)
-    ma, mb = stat(a), stat(b)
-    return {"measure": measure, "n": n, "supervised": round(ma, 4), "supervised_ci_low": round(al, 4),
-            "supervised_ci_high": round(ah, 4), "rl": round(mb, 4), "rl_ci_low": round(bl, 4), "rl_ci_high": round(bh, 4),
-            "diff": round(mb - ma, 4), "diff_ci_low": round(dl, 4), "diff_ci_high": round(dh, 4)}
