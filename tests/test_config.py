@@ -96,6 +96,7 @@ def test_missing_key_and_pattern_without_split(paper):
      "judge.judges.lex.scoring: the lexicon judge counts words"),
     ({"generation": {"corpus": "tweets"}}, "generation.corpus"),
     ({"rl": {"best_of_n": 1}}, "rl.best_of_n"),
+    ({"critic": {"judges": ["gpt5"]}}, "critic.judges: gpt5 not in judge.judges"),
 ])
 def test_judge_and_rl_settings_are_checked(paper, change, expected):
     if "reward_weights" in change.get("rl", {}):

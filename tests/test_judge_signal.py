@@ -21,7 +21,7 @@ from ecrflow.llm.digits import DigitAnswer, digit_token_ids, from_top_logprobs, 
 from ecrflow.rl.best_of_n import kl_bound
 from ecrflow.rl.steps import compare_systems
 
-from test_llm import CHAT_TEMPLATE, _random_llama, api, client, tiny_tokenizer  # noqa: F401  (fixtures)
+from test_llm import CHAT_TEMPLATE, _random_llama, _random_lm, api, client, tiny_tokenizer  # noqa: F401
 
 
 # -- the digit distribution ---------------------------------------------------------------------------------
@@ -293,12 +293,17 @@ def test_the_metric_questions_of_one_reply_share_its_prefix_with_the_same_distri
         np.testing.assert_allclose(x.probs, y.probs, atol=1e-4)
 
 
-def test_reply_loglik_is_the_mean_log_probability_of_the_reply_tokens(tiny_tokenizer, tmp_path):
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_reply_loglik_is_the_mean_log_probability_of_the_reply_tokens(arch, tiny_tokenizer, tmp_path):
+    """By hand, one unpadded sequence at a time: the same numbers as the batched rows that share their
+    context's cached keys/values (two replies to one context, then others)."""
     import torch
 
-    folder = _random_llama(tiny_tokenizer, tmp_path / "llama", 7)
+    make = _random_llama if arch == "llama" else (lambda t, f, s: _random_lm(t, f, s, CHAT_TEMPLATE))
+    folder = make(tiny_tokenizer, tmp_path / arch, 7)
     backend = make_backend({"kind": "hf", "model": folder, "batch_size": 2})
-    pairs = [("User: hi", "Try Up, it is lovely."), ("User: a longer history here", "ok"), ("User: x", "Heat!")]
+    pairs = [("User: hi there", "Try Up, it is lovely."), ("User: hi there", "ok"), ("User: hi there", "no"),
+             ("User: a longer history here", "ok"), ("User: x", "Heat!")]
     got = backend.reply_logliks(pairs)
     tok = backend.tokenizer
     for (context, reply), value in zip(pairs, got):  # by hand, one unpadded sequence at a time

@@ -321,6 +321,8 @@ REVIEWS = {"review_knowledge": 1, "filter_reviews": 2}
      {"llm_baseline": 1, "judge": 2, "table2": 1, "rl_comparison": 1, "all": 1}),
     ({"critic": {"lr": 0.001}}, {**RL_ON, "critic": 1, "best_of_n": 1, "training_curve": 2}),
     ({"rl": {"beta": 0.1}}, RL_ON),
+    # the critic learns from one judge only: no judge reruns before it
+    ({"critic": {"judges": ["lexicon"]}}, {**RL_ON, "critic": 1, "best_of_n": 1, "training_curve": 2}),
     # Best-of-N's N: its replies, their judgement and the comparison, no RL
     ({"rl": {"best_of_n": 4}}, {"best_of_n": 1, "judge": 2, "table2": 1, "rl_comparison": 1, "all": 1}),
     # the calibration rows are judged on both splits: the critic and everything after it too

@@ -93,6 +93,9 @@ def _check_consistency(config: dict) -> None:
         if j.get("scoring", judge["scoring"]) == "expected" and j["llm"]["kind"] == "lexicon":
             problems.append(f"  judge.judges.{j['name']}.scoring: the lexicon judge counts words and has no digit "
                             "distribution; give it scoring: listwise")
+    unknown = sorted(set(config["critic"].get("judges") or []) - {j["name"] for j in judge["judges"]})
+    if unknown:
+        problems.append(f"  critic.judges: {', '.join(unknown)} not in judge.judges")
     if rl["kind"] is not None and rl["kind"] not in gen["kinds"]:
         problems.append(f"  rl.kind: {rl['kind']!r} is not in generation.kinds ({', '.join(gen['kinds'])})")
     if rl["kind"] is not None and not judge["judges"]:

@@ -284,6 +284,7 @@ CRITIC = "results/critic"
 RL = "results/rl"
 JUDGE_NAMES = [j["name"] for j in config["judge"]["judges"]]
 JUDGE_SPECS = {j["name"]: j for j in config["judge"]["judges"]}
+CRITIC_JUDGES = config["critic"].get("judges") or JUDGE_NAMES  # the judges the critic learns from
 BASELINE_SPECS = {b["name"]: b for b in config["judge"]["baselines"]}
 RL_KIND = config["rl"]["kind"]  # null: no RL stage
 

@@ -6,7 +6,7 @@ rule critic:
     input:
         sample=f"{JUDGE}/valid_sample.jsonl",
         replies=[f for f in judged_systems("valid").values() if f],
-        scores=expand(f"{JUDGE}/{{judge}}/valid_scores.parquet", judge=JUDGE_NAMES),
+        scores=expand(f"{JUDGE}/{{judge}}/valid_scores.parquet", judge=CRITIC_JUDGES),
         base=critic_base_files(),
     output:
         model=directory(f"{CRITIC}/model"),
@@ -15,9 +15,9 @@ rule critic:
     params:
         systems=[s for s, f in judged_systems("valid").items() if f],
         sample_systems=[s for s, f in judged_systems("valid").items() if not f],
-        judges=JUDGE_NAMES,
+        judges=CRITIC_JUDGES,
         model=lambda wc: config["models"]["critic"],  # a hub id is no file
-        section=config["critic"],
+        section={k: v for k, v in config["critic"].items() if k != "judges"},
         precision=config["train"]["precision"],  # checkpoint_every changes no result: not a param
         work_dir=f"{WORK}/critic",
     priority: CRITICAL_PATH

@@ -35,6 +35,8 @@ SCALE = 9.0  # judge scores are 0-9; the heads predict score / 9
 class CriticSettings(StageSettings):
     """The ``critic`` section. The best epoch is the one with the lowest validation MSE (select_metric)."""
 
+    IGNORED = ("judges",)  # which judges' scores it reads: the rule's inputs
+
     max_length: int  # tokens of context + reply
     dropout: float = 0.1  # before each head
     valid_fraction: float  # held-out dialogues for model selection

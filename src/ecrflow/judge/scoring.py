@@ -284,7 +284,7 @@ def fluency_check(contexts: list[dict], replies: dict[str, dict[tuple[str, int],
         return None
     keys = [(c["dialog_id"], int(c["turn"])) for c in contexts]
     hist = {(c["dialog_id"], int(c["turn"])): c["history"] for c in contexts}
-    pairs = [(s, k) for s in replies for k in keys if k in replies[s]]
+    pairs = [(s, k) for k in keys for s in replies if k in replies[s]]  # a context's replies side by side
     ll = backend.reply_logliks([(hist[k], replies[s][k]) for s, k in pairs])
     by = {(s, k): v for (s, k), v in zip(pairs, ll)}
     both = [k for k in keys if (HUMAN, k) in by and (SHUFFLED, k) in by]

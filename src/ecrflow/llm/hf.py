@@ -359,31 +359,40 @@ class HFBackend(Backend):
     def reply_logliks(self, pairs: list[tuple[str, str]]) -> list[float]:
         """The mean log-probability per token of each reply after its context (plain text: the context, a
         newline, "Recommender:", the reply): the model's own reading of how fluent a reply is, with no
-        instruction to follow. Batches of ``batch_size``, right-padded."""
+        instruction to follow. Consecutive pairs with the same context share its keys/values (computed
+        once), and only the replies' positions reach the vocabulary projection."""
+        import itertools
+
         import torch
 
-        out = []
-        for lo in range(0, len(pairs), self.batch_size):
-            rows = []
-            for context, reply in pairs[lo:lo + self.batch_size]:
-                ctx = self.tokenizer(f"{context}\nRecommender:", add_special_tokens=False)["input_ids"]
-                rep = self.tokenizer(" " + " ".join(reply.split()), add_special_tokens=False)["input_ids"]
-                rows.append((ctx, rep))
-            width = max(len(c) + len(r) for c, r in rows)
-            ids = torch.full((len(rows), width), self.tokenizer.pad_token_id, dtype=torch.long)
-            mask = torch.zeros_like(ids)
-            for i, (c, r) in enumerate(rows):
-                ids[i, :len(c) + len(r)] = torch.tensor(c + r)
-                mask[i, :len(c) + len(r)] = 1
-            with torch.inference_mode():
-                logp = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits
-                logp = logp.float().log_softmax(-1).cpu()
-            for i, (c, r) in enumerate(rows):
-                if not r:
-                    out.append(float("nan"))
-                    continue
-                pos = torch.arange(len(c) - 1, len(c) + len(r) - 1)  # the positions that predict the reply
-                out.append(float(logp[i, pos, torch.tensor(r)].mean()))
+        out: list[float] = []
+        for context, group in itertools.groupby(pairs, key=lambda p: p[0]):
+            replies = [r for _, r in group]
+            ctx = self.tokenizer(f"{context}\nRecommender:", add_special_tokens=False)["input_ids"]
+            prefix = tuple(ctx[:-1])  # the last context token starts each row: its logits predict the reply
+            reps = [self.tokenizer(" " + " ".join(r.split()), add_special_tokens=False)["input_ids"] for r in replies]
+            for lo in range(0, len(reps), self.batch_size):
+                chunk = reps[lo:lo + self.batch_size]
+                rows = [[ctx[-1], *r] for r in chunk]
+                cache, ids, mask, pos = self._shared_prefix_inputs([[*prefix, *r] for r in rows], len(prefix),
+                                                                   self._prefix_layers(prefix))
+                with torch.inference_mode():
+                    hidden = self.model.base_model(input_ids=ids[:, len(prefix):], attention_mask=mask,
+                                              position_ids=pos[:, len(prefix):], past_key_values=cache,
+                                              use_cache=True).last_hidden_state
+                width = ids.shape[1] - len(prefix)
+                for i, r in enumerate(chunk):
+                    if not r:
+                        out.append(float("nan"))
+                        continue
+                    start = width - len(r) - 1  # the row's context token, left-padded to the right edge
+                    with torch.inference_mode():
+                        logits = self.model.get_output_embeddings()(hidden[i, start:start + len(r)]).float()
+                        if getattr(self.model.config, "final_logit_softcapping", None):  # Gemma's logit cap
+                            cap = self.model.config.final_logit_softcapping
+                            logits = torch.tanh(logits / cap) * cap
+                    logp = logits.log_softmax(-1)
+                    out.append(float(logp[torch.arange(len(r)), torch.tensor(r, device=logp.device)].mean()))
         return out
 
     def _run_generate(self, batch: list[Request], prompts: list[list[int]]) -> list[str]:
