@@ -154,6 +154,12 @@ def test_pointwise_judge_scores_each_reply_and_metric_and_never_an_unparseable_a
     assert {r["expected"] for r in rows if (r["dialog_id"], r["system"]) == ("d0", "b")} == {3.0}
     assert len(summary["unscored_replies"]) == len(METRIC_KEYS) and summary["attempts"][1]["unparseable"] == 5
     assert point_request(contexts[0], "x", "info").digits
+    # a context without a human reply (too short a reference) is still judged, without the calibration rows
+    replies[HUMAN] = {("d0", 1): "the human reply"}
+    with RequestCache(tmp_path / "cache") as cache:
+        rows, summary = judge_pointwise(contexts, replies, ScriptedDigits(), cache, judge="j", max_attempts=2)
+    assert summary["judged"] == 3 and summary["requests"] == 7 * len(METRIC_KEYS)
+    assert {r["dialog_id"] for r in rows if r["system"] == HUMAN} == {"d0"}
 
 
 def test_calibration_replies_are_the_reference_and_its_shuffled_words():

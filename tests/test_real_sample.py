@@ -6,6 +6,7 @@ built from the sample's own dialogues. Built once per session, beside the toy wo
 import csv
 import json
 
+import numpy as np
 import pytest
 
 from conftest import REAL_SAMPLE_TARGETS
@@ -119,9 +120,12 @@ def test_real_sample_judge_scores_only_parsed_answers_with_the_calibration_rows(
         summary = json.loads((real_ws / f"results/judge/smollm2/{split}_summary.json").read_text())
         scores = pq.read_table(real_ws / f"results/judge/smollm2/{split}_scores.parquet").to_pylist()
         assert summary["scoring"] == "expected" and {"human", "human_shuffled"} <= set(summary["systems"])
-        # every (reply, metric) asked is either scored from a parsed distribution or counted as unscored
-        asked = summary["judged"] * len(summary["systems"]) * len(METRICS)
-        assert len(scores) + len(summary["unscored_replies"]) == asked
+        # every (reply, metric) asked is either scored from a parsed distribution or counted as unscored;
+        # every judged context has a reply of every system (the calibration rows where the reference is long)
+        assert len(scores) + len(summary["unscored_replies"]) == summary["requests"]
+        judged = {(r["dialog_id"], r["turn"]) for r in scores}
+        systems = {k: {r["system"] for r in scores if (r["dialog_id"], r["turn"]) == k} for k in judged}
+        assert all(set(summary["systems"]) - {"human", "human_shuffled"} <= v for v in systems.values())
         assert all(0 <= r["expected"] <= 9 and r["digit_mass"] >= MIN_MASS and r["score"] == round(r["score"])
                    for r in scores)
     t2 = _csv(real_ws / "results/tables/table2.csv")
@@ -153,8 +157,12 @@ def test_real_sample_rl_raises_the_critic_reward_on_heldout_valid_contexts(real_
     assert rl["heldout_after"]["critic_reward"] > rl["heldout_before"]["critic_reward"]
     comp = {r["measure"]: r for r in _csv(real_ws / "results/tables/rl_comparison.csv")}
     reward = comp["critic:reward"]
-    # Best-of-N picks the critic's best of N samples: it never scores below the mean of its candidates
+    # Best-of-N's reply is the candidate the critic scores highest: the comparison's critic reward of its
+    # replies is the mean of the best candidates' rewards, and above the mean candidate's
     stats = json.loads((real_ws / "results/generation/bon_dialogpt/test_stats.json").read_text())
-    assert stats["critic_reward_chosen"] >= stats["critic_reward_mean_candidate"]
+    bon = [json.loads(x) for x in (real_ws / "results/generation/bon_dialogpt/test_responses.jsonl").open()]
+    assert len(bon) == stats["contexts"] == int(reward["n"])
+    assert float(reward["bon"]) == pytest.approx(np.mean([max(r["candidate_rewards"]) for r in bon]), abs=2e-3)
+    assert stats["critic_reward_chosen"] > stats["critic_reward_mean_candidate"]
     assert {"sft", "bon", "rl", "bon_minus_sft", "rl_minus_sft", "rl_minus_bon"} <= set(reward)
     assert {f"judge:smollm2:{m}" for m in METRICS} | {"length_tokens", "repeated_trigrams", "kl_to_sft"} <= set(comp)

@@ -193,7 +193,11 @@ def test_judge_critic_and_rl_tables(toy_workspace):
         summary = json.loads((res / "judge" / judge / "test_summary.json").read_text())
         assert summary["judged"] == 20 and summary["attempts"][0]["unparseable"] == 0
         scores = pq.read_table(res / "judge" / judge / "test_scores.parquet").to_pylist()
-        assert len(scores) == 20 * len(systems) * 5
+        replies = {(r["dialog_id"], r["turn"], r["system"]) for r in scores}
+        assert len(scores) == 5 * len(replies)  # five metrics of every judged reply
+        # every context has every system's scores; the calibration rows where the reference is long enough
+        for key in {k[:2] for k in replies}:
+            assert {s for s in systems[:-2] if (*key, s) not in replies} == set()
     # The lexicon judge scores from the text, so u_r alone (one short sentence) gets less information credit
     lex = {r["system"]: r for r in t2 if r["judge"] == "lexicon"}
     assert float(lex["ecr_dialogpt"]["info"]) > float(lex["unicrs"]["info"])

@@ -144,6 +144,21 @@ class JudgeOptions:
     scoring: str = "listwise"  # listwise (the paper: greedy digits, all replies in one prompt) | expected
 
 
+def judged_contexts(contexts: list[dict], replies: dict[str, dict]) -> list[dict]:
+    """The contexts every system answered; the calibration rows are not systems: a context without a usable
+    human reply is judged without them."""
+    from .contexts import CALIBRATION
+
+    required = [s for s in replies if s not in CALIBRATION]
+    return [c for c in contexts if all((c["dialog_id"], c["turn"]) in replies[s] for s in required)]
+
+
+def context_systems(context: dict, replies: dict[str, dict]) -> list[str]:
+    """The systems with a reply to this context, in ``replies``' order."""
+    key = (context["dialog_id"], context["turn"])
+    return [s for s in replies if key in replies[s]]
+
+
 def attempt_counts(outcomes, max_attempts: int, judge: str) -> list[dict]:
     """Per attempt, the requests sent and the answers that did not parse (a judge summary's ``attempts``)."""
     out = []
@@ -171,17 +186,19 @@ def judge_contexts(contexts: list[dict], replies: dict[str, dict[tuple[str, int]
     from ..llm.stage import ask_all
 
     systems = list(replies)
-    todo = [c for c in contexts if all((c["dialog_id"], c["turn"]) in replies[s] for s in systems)]
+    todo = judged_contexts(contexts, replies)
     summary = {"judge": judge, "model": backend.model_id, "systems": systems, "contexts": len(contexts),
                "contexts_missing_a_reply": len(contexts) - len(todo), "attempts": []}
 
     def order(i: int, attempt: int) -> list[str]:
         c = todo[i]
-        return shuffle(systems, seed=seed, judge=judge, dialog_id=c["dialog_id"], turn=c["turn"], attempt=attempt)
+        return shuffle(context_systems(c, replies), seed=seed, judge=judge, dialog_id=c["dialog_id"], turn=c["turn"],
+                       attempt=attempt)
 
     def make_request(i: int, attempt: int) -> Request:
         c = todo[i]
-        return build_request(c, order(i, attempt), {s: replies[s][(c["dialog_id"], c["turn"])] for s in systems},
+        key = (c["dialog_id"], c["turn"])
+        return build_request(c, order(i, attempt), {s: replies[s][key] for s in context_systems(c, replies)},
                              prompt=prompt, constrained=constrained, attempt=attempt)
 
     outcomes = ask_all(backend, cache, len(todo), make_request, lambda i, k, text: parse_scores(text, order(i, k)),
@@ -240,10 +257,11 @@ def judge_pointwise(contexts: list[dict], replies: dict[str, dict[tuple[str, int
     from ..llm.stage import ask_all
 
     systems = list(replies)
-    todo = [c for c in contexts if all((c["dialog_id"], c["turn"]) in replies[s] for s in systems)]
-    items = [(c, s, m) for c in todo for s in systems for m in METRIC_KEYS]  # a reply's metrics side by side
+    todo = judged_contexts(contexts, replies)
+    items = [(c, s, m) for c in todo for s in context_systems(c, replies) for m in METRIC_KEYS]  # a reply's side by side
     summary = {"judge": judge, "model": backend.model_id, "scoring": "expected", "systems": systems,
-               "contexts": len(contexts), "contexts_missing_a_reply": len(contexts) - len(todo), "attempts": []}
+               "contexts": len(contexts), "contexts_missing_a_reply": len(contexts) - len(todo),
+               "requests": len(items), "attempts": []}
 
     def make_request(i: int, attempt: int) -> Request:
         c, s, m = items[i]
