@@ -143,12 +143,20 @@ class _Build:
             self.proc.wait()
 
 
+# A workspace built earlier with the same config instead of a new build (faster iteration on the e2e
+# assertions): the toy DAG (config/toy.yaml) and the real-sample run (config/real_sample.yaml).
+REUSE = {"toy_workspace": "ECRFLOW_TOY_WORKSPACE", "real_sample_workspace": "ECRFLOW_REAL_SAMPLE_WORKSPACE"}
+
+
+def _reused(name: str) -> Path | None:
+    path = os.environ.get(REUSE.get(name, ""))
+    return Path(path) if path else None
+
+
 @pytest.fixture(scope="session")
 def _builds(request, tmp_path_factory):
-    reuse = os.environ.get("ECRFLOW_TOY_WORKSPACE")
-    needed = {name for item in request.session.items for name in BUILDS if name in getattr(item, "fixturenames", ())}
-    if reuse:  # a workspace built earlier with config/toy.yaml (faster iteration on the e2e assertions)
-        needed.discard("toy_workspace")
+    needed = {name for item in request.session.items for name in BUILDS if name in getattr(item, "fixturenames", ())
+              and not _reused(name)}
     builds = {}
     try:  # an interrupted wait stops the builds too
         for name in sorted(needed):
@@ -172,14 +180,14 @@ def _built(request, name: str) -> Path:
 def toy_workspace(request) -> Path:
     """The whole toy DAG, built once per test session. Tests only read it: those that change a workspace
     take a copy (copy_workspace), dry runs use it as it is (dry_run)."""
-    reuse = os.environ.get("ECRFLOW_TOY_WORKSPACE")
-    return Path(reuse) if reuse else _built(request, "toy_workspace")
+    return _reused("toy_workspace") or _built(request, "toy_workspace")
 
 
 @pytest.fixture(scope="session")
 def real_sample_workspace(request) -> Path:
-    """data/redial_real_sample through config/real_sample.yaml up to Tables 1 and 3 and baselines.csv."""
-    return _built(request, "real_sample_workspace")
+    """data/redial_real_sample through config/real_sample.yaml: Tables 1 and 3, baselines.csv, and the
+    generation branch through Table 2, critic.csv and rl_comparison.csv."""
+    return _reused("real_sample_workspace") or _built(request, "real_sample_workspace")
 
 
 @pytest.fixture(scope="session")

