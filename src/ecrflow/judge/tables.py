@@ -180,13 +180,3 @@ def table2_rows(judges: dict[str, list[dict]], paper_names: dict[str, str], *, s
                     row["n"] = n
                 out.append(row)
     return out
-
-
-def calibration_summary(judges: dict[str, list[dict]], *, seed: int = 0) -> dict:
-    """judge -> metric -> discrimination (for the report and the logs)."""
-    out = {}
-    for judge, rows in judges.items():
-        by = nested(rows)
-        if any(HUMAN in v and SHUFFLED in v for v in by.values()):
-            out[judge] = {m: discrimination(by, m, seed=seed) for m in METRIC_KEYS}
-    return out
