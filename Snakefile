@@ -1,6 +1,6 @@
 # ECR (empathetic conversational recommender) on ReDial, end to end, as files.
 #   snakemake --profile profiles/local --configfile config/toy.yaml     # the toy run, offline, minutes
-#   snakemake --profile profiles/slurm results/tables/table1.csv        # the paper run on a SLURM cluster
+#   snakemake --profile profiles/slurm results/paper/tables/table1.csv  # the paper run on a SLURM cluster
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -14,7 +14,21 @@ configfile: f"{workflow.basedir}/config/config.yaml"
 report: "workflow/report/workflow.rst"
 
 
+# Seconds-long table and bookkeeping steps run where Snakemake runs (a login node on SLURM) instead of
+# waiting in the queue as jobs of their own; fetch_data and hub_model are local rules too (fetch.smk).
+localrules:
+    dataset_stats,
+    rec_table,
+    judge_sample,
+    table2,
+    generation_objective,
+    rl_comparison,
+    training_curve,
+    first_sentence_templates,
+
+
 include: "workflow/rules/common.smk"
+include: "workflow/rules/fetch.smk"
 include: "workflow/rules/models.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/emotion.smk"

@@ -91,23 +91,68 @@ def pytest_collection_modifyitems(items):
 
 
 TOY_CONFIG = str(REPO / "config" / "toy.yaml")
-REAL_SAMPLE_TARGETS = ["results/tables/table1.csv", "results/tables/table3.csv", "results/tables/baselines.csv",
-                       "results/tables/table2.csv", "results/tables/critic.csv", "results/tables/rl_comparison.csv"]
-EMOTION_LABELLED = [f"results/emotion/labelled/{s}_data_dbpedia_emo.jsonl" for s in ("train", "valid", "test")]
+REAL_SAMPLE_TARGETS = [f"results/real_sample/tables/{t}.csv"
+                       for t in ("table1", "table3", "baselines", "table2", "critic", "rl_comparison")]
+EMOTION_LABELLED = [f"results/toy/emotion/labelled/{s}_data_dbpedia_emo.jsonl" for s in ("train", "valid", "test")]
 
 
-def _real_sample(ws: Path) -> list[str]:
-    (ws / "data").symlink_to(REPO / "data")  # raw_dir is relative: data/redial_real_sample
-    return [*REAL_SAMPLE_TARGETS, "--configfile", str(REPO / "config" / "real_sample.yaml")]  # targets first
+SHARED_MODELS = "results/models"  # what every run shares (the converted SmolLM2), built once per session
+SMOLLM2_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 
 
-def _emotion_pipeline(ws: Path) -> list[str]:
+class Journey:
+    """The internet of a new user's first real run, on loopback: the real sample as a release archive on a
+    file server (fetched, verified, unpacked by the fetch_data rule) and SmolLM2-135M-Instruct under its hub
+    id on a model hub (downloaded by the hub_model rule, then loaded offline by the annotation job)."""
+
+    def __init__(self, shared: Path):
+        import io
+        import hashlib
+        import tarfile
+
+        from servers import FileServer, HubServer
+
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+            tar.add(REPO / "data" / "redial_real_sample", arcname="redial_real_sample")
+        self.archive = buf.getvalue()
+        self.sha256 = hashlib.sha256(self.archive).hexdigest()
+        self.files = FileServer({"redial_real_sample.tar.gz": self.archive})
+        self.hub = HubServer({SMOLLM2_HUB_ID: shared / SHARED_MODELS / "smollm2-135m-instruct"})
+
+    def overlay(self) -> dict:
+        """Merged over config/real_sample.yaml: the raw files from the file server, the annotation LLM from
+        the hub (an hf backend on the hub id; the same weights as the smollm2 kind)."""
+        return {"fetch": {"lock": "fetch.lock.json", "data": [
+                    {"name": "real_sample", "url": f"{self.files.url}/redial_real_sample.tar.gz",
+                     "file": "redial_real_sample.tar.gz", "unpack_to": "data/redial_real_sample",
+                     "sha256": self.sha256, "size": len(self.archive), "source": "ReDial (CC BY 4.0)",
+                     "licence": "CC BY 4.0"}]},
+                "emotion_labels": {"llm": {"kind": "hf", "hf": {"model": SMOLLM2_HUB_ID}}}}
+
+    def close(self):
+        self.files.close()
+        self.hub.close()
+
+
+JOURNEY_CONFIG = "journey.yaml"  # the overlay, written into the real-sample workspace
+
+
+def _real_sample(ws: Path, journey: Journey) -> tuple[list[str], dict]:
+    import yaml
+
+    (ws / JOURNEY_CONFIG).write_text(yaml.safe_dump(journey.overlay()))
+    return ([*REAL_SAMPLE_TARGETS, "--configfile", str(REPO / "config" / "real_sample.yaml"),  # targets first
+             str(ws / JOURNEY_CONFIG)], {"HF_ENDPOINT": journey.hub.url})
+
+
+def _emotion_pipeline(ws: Path, journey: Journey) -> tuple[list[str], dict]:
     import yaml
 
     (ws / "over.yaml").write_text(yaml.safe_dump(
         {"data": {"emotions": "pipeline", "dialog_pattern": "{split}_data_dbpedia_raw.jsonl"}}))
-    return ["results/data/processed/train_rec.parquet", *EMOTION_LABELLED, "--configfile", TOY_CONFIG,
-            str(ws / "over.yaml")]
+    return ["results/toy/data/processed/train_rec.parquet", *EMOTION_LABELLED, "--configfile", TOY_CONFIG,
+            str(ws / "over.yaml")], {}
 
 
 # The session's Snakemake builds that need nothing but the repository: fixture name -> its arguments (given
@@ -117,19 +162,38 @@ def _emotion_pipeline(ws: Path) -> list[str]:
 # one idle. The first request waits for all of them, so no other test runs beside a build (timings of the
 # loopback-server tests stay those of an idle machine); each fixture then raises its own build's failure.
 BUILDS = {
-    "toy_workspace": lambda ws: ["--configfile", TOY_CONFIG],
+    "toy_workspace": lambda ws, journey: (["--configfile", TOY_CONFIG], {}),
     "real_sample_workspace": _real_sample,
     "emotion_pipeline_workspace": _emotion_pipeline,
 }
 
 
+def _build_shared_models(root: Path) -> Path:
+    """The converted SmolLM2 that every run shares (results/models), built once; each workspace then gets it
+    as hard links with its Snakemake record, as a second run finds what the first one made."""
+    shared = root / "shared"
+    shared.mkdir(exist_ok=True)
+    proc = subprocess.run(snakemake_cmd(f"{SHARED_MODELS}/smollm2-135m-instruct", "--configfile", TOY_CONFIG),
+                          cwd=shared, capture_output=True, text=True, env=local_env())
+    if proc.returncode:
+        raise AssertionError(f"building the shared models failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return shared
+
+
+def _with_shared_models(ws: Path, shared: Path) -> None:
+    shutil.copytree(shared / SHARED_MODELS, ws / SHARED_MODELS, copy_function=os.link)
+    shutil.copytree(shared / ".snakemake" / "metadata", ws / ".snakemake" / "metadata")
+
+
 class _Build:
-    def __init__(self, name: str, ws: Path):
+    def __init__(self, name: str, ws: Path, shared: Path, journey: Journey):
         self.name, self.ws = name, ws
         self.log = ws.parent / f"{ws.name}.log"
+        _with_shared_models(ws, shared)
+        args, env = BUILDS[name](ws, journey)
         with open(self.log, "w") as log:  # its own process group, so a stop takes its jobs with it
-            self.proc = subprocess.Popen(snakemake_cmd(*BUILDS[name](ws)), cwd=ws, stdout=log, stderr=subprocess.STDOUT,
-                                         env=local_env(), start_new_session=True)
+            self.proc = subprocess.Popen(snakemake_cmd(*args), cwd=ws, stdout=log, stderr=subprocess.STDOUT,
+                                         env={**local_env(), **env}, start_new_session=True)
 
     def result(self) -> Path:
         if self.proc.wait() != 0:
@@ -154,13 +218,27 @@ def _reused(name: str) -> Path | None:
 
 
 @pytest.fixture(scope="session")
+def journey(tmp_path_factory):
+    """The loopback file server and hub of the real-sample build (see Journey), up for the whole session."""
+    shared = _build_shared_models(tmp_path_factory.mktemp("models"))
+    j = Journey(shared)
+    j.shared = shared
+    yield j
+    j.close()
+
+
+@pytest.fixture(scope="session")
 def _builds(request, tmp_path_factory):
     needed = {name for item in request.session.items for name in BUILDS if name in getattr(item, "fixturenames", ())
               and not _reused(name)}
     builds = {}
+    if not needed:
+        yield builds
+        return
+    journey = request.getfixturevalue("journey")
     try:  # an interrupted wait stops the builds too
         for name in sorted(needed):
-            builds[name] = _Build(name, tmp_path_factory.mktemp(name))
+            builds[name] = _Build(name, tmp_path_factory.mktemp(name), journey.shared, journey)
         for build in builds.values():
             build.proc.wait()
         yield builds
@@ -172,7 +250,8 @@ def _builds(request, tmp_path_factory):
 def _built(request, name: str) -> Path:
     builds = request.getfixturevalue("_builds")
     if name not in builds:  # asked for dynamically, not seen at collection
-        builds[name] = _Build(name, request.getfixturevalue("tmp_path_factory").mktemp(name))
+        journey = request.getfixturevalue("journey")
+        builds[name] = _Build(name, request.getfixturevalue("tmp_path_factory").mktemp(name), journey.shared, journey)
     return builds[name].result()
 
 

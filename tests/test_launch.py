@@ -30,12 +30,12 @@ def test_two_gpu_rule_trains_in_two_processes(copy_workspace):
     (ws / "gpus.yaml").write_text(yaml.safe_dump(over))
     env = {**local_env(), "ECRFLOW_LAUNCH_CPU": "1"}
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--cores", "2",
-           "results/tables/critic.csv", "--configfile", TOY, str(ws / "gpus.yaml")]
+           "results/toy/tables/critic.csv", "--configfile", TOY, str(ws / "gpus.yaml")]
     subprocess.run(cmd, cwd=ws, env=env, check=True, capture_output=True, text=True)
-    log = (ws / "results" / "logs" / "critic.log").read_text()
+    log = (ws / "results" / "toy" / "logs" / "critic.log").read_text()
     assert "2 process(es)" in log and "1 process(es)" not in log
     assert log.count("rule critic done") == 1  # one writer
-    rows = (ws / "results" / "tables" / "critic.csv").read_text().splitlines()
+    rows = (ws / "results" / "toy" / "tables" / "critic.csv").read_text().splitlines()
     assert rows[0].startswith("split,head,target") and len(rows) > 10
 
 
@@ -47,7 +47,7 @@ def test_estimate_prints_projections_and_flags_what_does_not_fit(toy_workspace, 
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = {line.split()[0]: line for line in proc.stdout.splitlines() if line.split()}
     assert lines["critic"].rstrip().endswith("yes") and lines["recommend_train"].rstrip().endswith("yes")
-    assert "results/data/processed/train_rec.parquet" in proc.stdout  # counted from the built data
+    assert "results/toy/data/processed/train_rec.parquet" in proc.stdout  # counted from the built data
     tight = tmp_path / "tight.yaml"
     tight.write_text(yaml.safe_dump({"resources": {"recommend": {"cpus": 2, "mem_mb": 100, "runtime": 1,
                                                                  "gpus": 0}}}))

@@ -121,7 +121,7 @@ def test_failing_rule_prints_its_error_once_without_a_traceback(tmp_path):
     path.write_text("\n".join(lines) + "\n")
     (tmp_path / "cfg.yaml").write_text(json.dumps(
         {"data": {"raw_dir": str(raw), "dialog_pattern": PATTERN, "emotions": "none", "reviews": None}}))
-    proc = snakemake(tmp_path, "results/data/validation.json", "--configfile", str(tmp_path / "cfg.yaml"),
+    proc = snakemake(tmp_path, "results/paper/data/validation.json", "--configfile", str(tmp_path / "cfg.yaml"),
                      check=False)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
@@ -131,6 +131,6 @@ def test_failing_rule_prints_its_error_once_without_a_traceback(tmp_path):
     block = block[:next(i for i, ln in enumerate(block[1:], 1) if not ln.startswith("  "))]
     assert block[1:3] == [f"  {path}, line 3: message 1: 'text' must be a string", "  field: messages[1].text"]
     assert block[3].startswith("  hint:  each line is one ReDial conversation")
-    assert block[4] == "  log:   results/logs/validate_input.log (with the traceback)" and len(block) == 5
-    log = (tmp_path / "results" / "logs" / "validate_input.log").read_text()
+    assert block[4] == "  log:   results/paper/logs/validate_input.log (with the traceback)" and len(block) == 5
+    log = (tmp_path / "results" / "paper" / "logs" / "validate_input.log").read_text()
     assert "Traceback" in log and "message 1: 'text' must be a string" in log

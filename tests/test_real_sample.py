@@ -27,20 +27,20 @@ def rows(path) -> dict[str, dict[str, float]]:
 
 
 def test_real_sample_runs_the_label_free_path_with_its_quirks_counted(real_ws):
-    report = json.loads((real_ws / "results/data/validation.json").read_text())
+    report = json.loads((real_ws / "results/real_sample/data/validation.json").read_text())
     assert report["splits"]["test"]["counts"]["movie_mentions_null_name"] == 1
     assert report["kg"]["entities"] == 24630
-    summary = json.loads((real_ws / "results/emotion/annotation_summary.json").read_text())
+    summary = json.loads((real_ws / "results/real_sample/emotion/annotation_summary.json").read_text())
     assert summary["labelled"] == summary["utterances"] == 60 and summary["request_errors"] == 0
     # Every seeker message of every split carries the pipeline's labels (the ECR release format).
     for split in ("train", "valid", "test"):
-        path = real_ws / f"results/emotion/labelled/{split}_data_dbpedia_emo.jsonl"
+        path = real_ws / f"results/real_sample/emotion/labelled/{split}_data_dbpedia_emo.jsonl"
         dialogs = [json.loads(line) for line in path.read_text().splitlines()]
         assert len(dialogs) == {"train": 400, "valid": 50, "test": 50}[split]
         seeker = [m for d in dialogs for m in d["messages"] if m["senderWorkerId"] == d["initiatorWorkerId"]]
         assert seeker and all("emotion" in m for m in seeker)
     # The global entities carry content: emotion-filtered co-occurrence over the labelled training dialogues.
-    stats = json.loads((real_ws / "results/data/kg/cooccurrence_stats.json").read_text())
+    stats = json.loads((real_ws / "results/real_sample/data/kg/cooccurrence_stats.json").read_text())
     assert stats["emotion_filter"] and stats["rows_with_pairs"] > 1000
 
 
@@ -81,7 +81,7 @@ def test_real_sample_global_entities_add_to_the_kg_rows_on_validation(real_ws):
     On the test split it does not hold up: ECR-LG 81 against ECR-L 79, ECR and UniCRS 80 each (README, 'The
     real sample')."""
     def valid_r50(variant):
-        m = json.loads((real_ws / f"results/recommend/{variant}/train_metrics.json").read_text())
+        m = json.loads((real_ws / f"results/real_sample/recommend/{variant}/train_metrics.json").read_text())
         return m["epochs"][m["best_epoch"]]["valid"]["recall@50"]
 
     assert valid_r50("ecr_lg") > valid_r50("ecr_l") and valid_r50("ecr") > valid_r50("unicrs")
@@ -98,15 +98,15 @@ def _csv(path) -> list[dict]:
 
 
 def test_real_sample_generators_train_on_the_dialogues_human_responses(real_ws):
-    report = json.loads((real_ws / "results/generation/dialogues/report.json").read_text())
+    report = json.loads((real_ws / "results/real_sample/generation/dialogues/report.json").read_text())
     assert report["train"]["kept"] > 500 and report["valid"]["kept"] > 50
     assert report["train_with_kg_knowledge"] > 0.9 * report["train"]["kept"]  # the prompt carries KG triples
     for kind in ("dialogpt",):  # CI's size: the small GPT-2 only (config/real_generator.yaml adds SmolLM2)
-        m = json.loads((real_ws / f"results/generator/{kind}/metrics.json").read_text())
+        m = json.loads((real_ws / f"results/real_sample/generator/{kind}/metrics.json").read_text())
         assert m["train_reviews"] == report["train"]["kept"]
         # the generator learnt the human responses: validation loss below the untrained model's
         assert m["best_metric"] < m["valid_loss_before_training"]
-        replies = [json.loads(x) for x in (real_ws / f"results/generation/{kind}/test_responses.jsonl").open()]
+        replies = [json.loads(x) for x in (real_ws / f"results/real_sample/generation/{kind}/test_responses.jsonl").open()]
         assert replies and all(r["response"].startswith(r["u_r"]) and r["reference"] for r in replies)
 
 
@@ -117,8 +117,8 @@ def test_real_sample_judge_scores_only_parsed_answers_with_the_calibration_rows(
     from ecrflow.llm.digits import MIN_MASS
 
     for split in ("valid", "test"):
-        summary = json.loads((real_ws / f"results/judge/smollm2/{split}_summary.json").read_text())
-        scores = pq.read_table(real_ws / f"results/judge/smollm2/{split}_scores.parquet").to_pylist()
+        summary = json.loads((real_ws / f"results/real_sample/judge/smollm2/{split}_summary.json").read_text())
+        scores = pq.read_table(real_ws / f"results/real_sample/judge/smollm2/{split}_scores.parquet").to_pylist()
         assert summary["scoring"] == "expected"
         # the calibration rows are judged with Table 2's systems, not in the critic's training data
         assert ({"human", "human_shuffled"} <= set(summary["systems"])) == (split == "test")
@@ -131,7 +131,7 @@ def test_real_sample_judge_scores_only_parsed_answers_with_the_calibration_rows(
         assert all(set(summary["systems"]) - {"human", "human_shuffled"} <= v for v in systems.values())
         assert all(0 <= r["expected"] <= 9 and r["digit_mass"] >= MIN_MASS and r["score"] == round(r["score"])
                    for r in scores)
-    t2 = _csv(real_ws / "results/tables/table2.csv")
+    t2 = _csv(real_ws / "results/real_sample/tables/table2.csv")
     calib = next(r for r in t2 if r["judge"] == "smollm2" and r["system"] == CALIBRATION_ROW)
     assert int(calib["n"]) >= 8  # test contexts with a reference of at least four words (12 sampled)
     for m in METRICS:
@@ -144,10 +144,10 @@ def test_real_sample_judge_scores_only_parsed_answers_with_the_calibration_rows(
 
 
 def test_real_sample_critic_is_scored_on_dialogues_it_never_trained_on(real_ws):
-    m = json.loads((real_ws / "results/critic/metrics.json").read_text())
+    m = json.loads((real_ws / "results/real_sample/critic/metrics.json").read_text())
     train, test = set(m["dialogs"]["train"]), set(m["dialogs"]["test"])
     assert train and test and not train & test and not train & set(m["dialogs"]["valid"])
-    rows = [r for r in _csv(real_ws / "results/tables/critic.csv") if r["split"] == "test"]
+    rows = [r for r in _csv(real_ws / "results/real_sample/tables/critic.csv") if r["split"] == "test"]
     heads = {r["head"]: r for r in rows if r["target"] == "merged"}
     base = {r["head"]: r for r in rows if r["target"] == "merged (train-mean baseline)"}
     assert set(heads) == set(base) == set(METRICS)
@@ -155,15 +155,15 @@ def test_real_sample_critic_is_scored_on_dialogues_it_never_trained_on(real_ws):
 
 
 def test_real_sample_rl_raises_the_critic_reward_on_heldout_valid_contexts(real_ws):
-    rl = json.loads((real_ws / "results/rl/dialogpt/metrics.json").read_text())
+    rl = json.loads((real_ws / "results/real_sample/rl/dialogpt/metrics.json").read_text())
     assert rl["heldout_contexts"] > 0
     assert rl["heldout_after"]["critic_reward"] > rl["heldout_before"]["critic_reward"]
-    comp = {r["measure"]: r for r in _csv(real_ws / "results/tables/rl_comparison.csv")}
+    comp = {r["measure"]: r for r in _csv(real_ws / "results/real_sample/tables/rl_comparison.csv")}
     reward = comp["critic:reward"]
     # Best-of-N's reply is the candidate the critic scores highest: the comparison's critic reward of its
     # replies is the mean of the best candidates' rewards, and above the mean candidate's
-    stats = json.loads((real_ws / "results/generation/bon_dialogpt/test_stats.json").read_text())
-    bon = [json.loads(x) for x in (real_ws / "results/generation/bon_dialogpt/test_responses.jsonl").open()]
+    stats = json.loads((real_ws / "results/real_sample/generation/bon_dialogpt/test_stats.json").read_text())
+    bon = [json.loads(x) for x in (real_ws / "results/real_sample/generation/bon_dialogpt/test_responses.jsonl").open()]
     assert len(bon) == stats["contexts"] == int(reward["n"])
     assert float(reward["bon"]) == pytest.approx(np.mean([max(r["candidate_rewards"]) for r in bon]), abs=2e-3)
     assert stats["critic_reward_chosen"] > stats["critic_reward_mean_candidate"]

@@ -14,7 +14,7 @@ TOY = str(REPO / "config" / "toy.yaml")
 
 
 def test_training_curves_are_figures(toy_workspace):
-    curves = toy_workspace / "results" / "report" / "curves"
+    curves = toy_workspace / "results" / "toy" / "report" / "curves"
     names = {p.stem for p in curves.glob("*.png")}
     assert {"pretrain_ecr", "recommend_ecr", "conversation", "generator_dialogpt", "critic", "rl_dialogpt"} <= names
     for p in curves.glob("*.png"):

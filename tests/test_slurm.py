@@ -79,7 +79,7 @@ def time_limited_run(cluster, toy_workspace, tmp_path_factory):
     asks for no GPU (partition cpu), so the two runs do not queue for the one GPU of the local cluster."""
     ws = tmp_path_factory.mktemp("slurm_timeout") / "ws"
     shutil.copytree(toy_workspace, ws, symlinks=True)
-    target = "results/recommend/unicrs/model.safetensors"
+    target = "results/toy/recommend/unicrs/model.safetensors"
     slow = {"train": {"checkpoint_every": 20}, "recommend": {"epochs": 24}}
     short = _over(ws, {**slow, "resources": {"recommend": {"cpus": 1, "mem_mb": 3000, "runtime": 1, "gpus": 0}}})
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), target, *SLURM, "--configfile", TOY,
@@ -100,7 +100,7 @@ def test_recommendation_branch_runs_in_its_partitions(cluster, toy_workspace, co
     (time_limited_run is asked for here only to start it first.)"""
     ws = copy_workspace()
     over = _over(ws, {})
-    snakemake(ws, "results/tables/table1.csv", "-R", "results/pretrain/unicrs/model.safetensors", *SLURM,
+    snakemake(ws, "results/toy/tables/table1.csv", "-R", "results/toy/pretrain/unicrs/model.safetensors", *SLURM,
               "--configfile", TOY, over, slurm=True)
     jobs = slurm_jobs(ws)
     rules = {_rule(j) for j in jobs}
@@ -111,8 +111,8 @@ def test_recommendation_branch_runs_in_its_partitions(cluster, toy_workspace, co
             assert job["Partition"] == "gpu" and "gpu:1" in job.get("TresPerJob", "") + job.get("TresPerNode", ""), job
         else:
             assert job["Partition"] == "cpu" and "gpu" not in job.get("TresPerJob", "") + job.get("TresPerNode", ""), job
-    assert (ws / "results/tables/table1.csv").read_bytes() == \
-        (toy_workspace / "results/tables/table1.csv").read_bytes()
+    assert (ws / "results/toy/tables/table1.csv").read_bytes() == \
+        (toy_workspace / "results/toy/tables/table1.csv").read_bytes()
 
 
 def test_time_limit_ends_the_job_and_keeps_its_checkpoint(time_limited_run):
@@ -124,5 +124,5 @@ def test_time_limit_ends_the_job_and_keeps_its_checkpoint(time_limited_run):
     killed = [j for j in slurm_jobs(ws) if _rule(j) == "recommend_train"]
     assert killed and killed[-1]["JobState"] == "TIMEOUT", killed
     assert not (ws / target).exists()
-    state = ws / "results/work/recommend/unicrs/checkpoint/trainer_state.json"
+    state = ws / "results/toy/work/recommend/unicrs/checkpoint/trainer_state.json"
     assert yaml.safe_load(state.read_text())["step"] > 0

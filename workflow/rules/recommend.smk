@@ -12,7 +12,7 @@ if SMALL_MODELS:
         output:
             lm=f"{config['models']['plm']}/config.json",
             encoder=f"{config['models']['text_encoder']}/config.json",
-            summary="results/toy/models/summary.json",
+            summary=f"{RESULTS}/models/summary.json",
         params:
             spec=config["toy"]["models"],
             seed=config["toy"]["seed"],

@@ -33,7 +33,8 @@ from ..io import iter_jsonl
 
 RELEASE_HINT = (
     "the ECR data release (emo_data) provides {train,valid,test}_data_dbpedia_emo.jsonl, entity2id.json, "
-    "relation2id.json and dbpedia_subkg.json; unpack it into the folder named by data.raw_dir in the config"
+    "relation2id.json and dbpedia_subkg.json; `ecrflow fetch` downloads and unpacks it (config fetch.data), "
+    "or unpack it yourself into the folder named by data.raw_dir in the config"
 )
 
 

@@ -240,7 +240,7 @@ class HFBackend(Backend):
         if self._prefix_kv is None or self._prefix_kv[0] != ids:
             with torch.inference_mode():
                 out = self.model(input_ids=torch.tensor([ids], device=self.device), use_cache=True)
-            self._prefix_kv = (ids, [(layer.keys, layer.values) for layer in out.past_key_values.layers])
+            self._prefix_kv = (ids, [(layer.keys, layer.values) for layer in out.cache.layers])
         return self._prefix_kv[1]
 
     def _extended_layers(self, base: tuple[int, ...], ids: tuple[int, ...]):
@@ -254,8 +254,8 @@ class HFBackend(Backend):
             with torch.inference_mode():
                 out = self.model(input_ids=torch.tensor([ids[len(base):]], device=self.device),
                                  position_ids=torch.arange(len(base), len(ids), device=self.device)[None],
-                                 past_key_values=cache, use_cache=True, logits_to_keep=1)
-            self._group_kv = (ids, [(layer.keys, layer.values) for layer in out.past_key_values.layers])
+                                 cache=cache, use_cache=True, logits_to_keep=1)
+            self._group_kv = (ids, [(layer.keys, layer.values) for layer in out.cache.layers])
         return self._group_kv[1]
 
     def _shared_prefix_inputs(self, prompts: list[list[int]], shared: int, layers=None):
@@ -301,8 +301,8 @@ class HFBackend(Backend):
         with torch.inference_mode():
             for _ in range(batch[0].max_tokens):
                 out = self.model(input_ids=step_ids, attention_mask=mask, position_ids=step_pos,
-                                 past_key_values=cache, use_cache=True)
-                cache = out.past_key_values
+                                 cache=cache, use_cache=True)
+                cache = out.cache
                 scores = out.logits[:, -1].float()
                 if constrain is not None:
                     scores = constrain(ids, scores)
@@ -343,7 +343,7 @@ class HFBackend(Backend):
                 # logits of the last position only: the vocabulary projection of every position is a fifth
                 # of the cost of a short row
                 out = self.model(input_ids=ids[:, length:], attention_mask=mask, position_ids=pos[:, length:],
-                                 past_key_values=cache, use_cache=True, logits_to_keep=1)
+                                 cache=cache, use_cache=True, logits_to_keep=1)
             for i, row in zip(idx, out.logits[:, -1].float()):
                 rows[i] = row
         return torch.stack(rows)
@@ -381,7 +381,7 @@ class HFBackend(Backend):
                                                                    self._prefix_layers(prefix))
                 with torch.inference_mode():
                     hidden = self.model.base_model(input_ids=ids[:, len(prefix):], attention_mask=mask,
-                                              position_ids=pos[:, len(prefix):], past_key_values=cache,
+                                              position_ids=pos[:, len(prefix):], cache=cache,
                                               use_cache=True).last_hidden_state
                 width = ids.shape[1] - len(prefix)
                 for i, r in enumerate(chunk):

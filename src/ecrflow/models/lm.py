@@ -1,4 +1,5 @@
-"""The frozen language model and text encoder, and prefix injection through ``past_key_values``.
+"""The frozen language model and text encoder, and prefix injection through the model's ``cache`` argument
+(named ``past_key_values`` before transformers 5.24).
 
 Any Hugging Face causal LM works (DialoGPT-small in the paper run, a tiny GPT-2 built by the toy run): the
 prompt encoder's per-layer key/value prefixes are handed to the unmodified model as a ``DynamicCache``, the
@@ -102,7 +103,7 @@ def prefixed_forward(model: nn.Module, prefix: Prefix, input_ids: torch.Tensor, 
     """One forward pass of ``model`` (a causal LM or its base model) over ``input_ids`` with the prefix in
     front of every layer's keys and values."""
     full_mask = torch.cat([prefix.mask.to(attention_mask.dtype), attention_mask], dim=1)
-    return model(input_ids=input_ids, attention_mask=full_mask, past_key_values=prefix_cache(prefix),
+    return model(input_ids=input_ids, attention_mask=full_mask, cache=prefix_cache(prefix),
                  position_ids=positions(attention_mask), use_cache=True, **kwargs)
 
 
@@ -137,9 +138,9 @@ def greedy_generate(lm: nn.Module, prefix: Prefix, input_ids: torch.Tensor, atte
     done = torch.zeros(b, dtype=torch.bool, device=input_ids.device)
     full_mask = torch.cat([prefix.mask.to(attention_mask.dtype), attention_mask], dim=1)
     pos = positions(attention_mask)
-    step = lm(input_ids=input_ids, attention_mask=full_mask, past_key_values=prefix_cache(prefix),
+    step = lm(input_ids=input_ids, attention_mask=full_mask, cache=prefix_cache(prefix),
               position_ids=pos, use_cache=True)
-    cache = step.past_key_values
+    cache = step.cache
     next_pos = pos[:, -1:] + 1
     for _ in range(max_new_tokens):
         logits = step.logits[:, -1, :].float()
@@ -155,8 +156,8 @@ def greedy_generate(lm: nn.Module, prefix: Prefix, input_ids: torch.Tensor, atte
             break
         token = torch.where(done, torch.full_like(token, eos_token_id), token)
         full_mask = torch.cat([full_mask, (~done).to(full_mask.dtype)[:, None]], dim=1)
-        step = lm(input_ids=token[:, None], attention_mask=full_mask, past_key_values=cache,
+        step = lm(input_ids=token[:, None], attention_mask=full_mask, cache=cache,
                   position_ids=next_pos, use_cache=True)
-        cache = step.past_key_values
+        cache = step.cache
         next_pos = next_pos + 1
     return out

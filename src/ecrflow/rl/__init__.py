@@ -163,19 +163,46 @@ def evaluate_policy(model, tok, rows: list[dict], reward: CriticReward, *, conte
             "mean_new_tokens": float(np.mean([len(x) for x in new])), "contexts": len(rows)}
 
 
-def _log_callback(records: list[dict], max_kl: float | None, stop: dict):
+def _quiet_trl_internals() -> None:
+    """TRL 1.16 (the newest) calls transformers' renamed gradient-checkpointing methods and generates without
+    an attention mask inside GRPO; each call warns, on every step. The calls are TRL's, not this module's
+    (its own generate calls pass masks), so those messages are dropped here, and only those."""
+    import warnings
+
+    warnings.filterwarnings("ignore", message=r"`(is_)?gradient_checkpointing\w*` is deprecated", category=FutureWarning)
+
+    class _NoMaskNote(logging.Filter):
+        def filter(self, record):
+            return "strongly recommend passing in an `attention_mask`" not in record.getMessage()
+
+    logging.getLogger("transformers.modeling_utils").addFilter(_NoMaskNote())
+
+
+def _log_callback(records: list[dict], max_kl: float | None, stop: dict, total_steps: int):
     from transformers import TrainerCallback
 
+    from ..progress import Progress
+
+    progress = Progress(total_steps, desc="rl", logger=log)
+
     class LogAndStop(TrainerCallback):
+        """Keeps the per-step record, reports progress (a bar on a terminal, a line per interval in the log,
+        in place of the Trainer's printed dict per step) and stops at max_kl."""
+
         def on_log(self, args, state, control, logs=None, **kwargs):
             logs = logs or {}
             if "reward" not in logs:
                 return
             rec = {"step": state.global_step, **{v: logs[k] for k, v in LOG_KEYS.items() if k in logs}}
             records.append(rec)
+            progress.update(state.global_step - progress.n, reward=float(rec["reward"]),
+                            **({"kl": float(rec["kl"])} if "kl" in rec else {}))
             if max_kl is not None and rec.get("kl", 0.0) > max_kl:
                 stop["reason"] = f"kl {rec['kl']:.4f} > max_kl {max_kl} at step {state.global_step}"
                 control.should_training_stop = True
+
+        def on_train_end(self, args, state, control, **kwargs):
+            progress.close()
 
     return LogAndStop()
 
@@ -185,6 +212,7 @@ def train_rl(generator_dir, critic_dir, responses, rec, *, out_dir, log_out, met
     """GRPO from the supervised generator, per-step log (reward mean/std, KL, length), the policy saved in
     the generator's folder format (so generate_responses reads it), and held-out checks."""
     from datasets import Dataset
+    from transformers.trainer_callback import PrinterCallback
     from trl import GRPOConfig, GRPOTrainer
 
     from ..generate.generator import META, load_trained
@@ -228,7 +256,9 @@ def train_rl(generator_dir, critic_dir, responses, rec, *, out_dir, log_out, met
     records: list[dict] = []
     stop: dict = {}
     trainer = GRPOTrainer(model=str(init), reward_funcs=reward, args=cfg, train_dataset=data, processing_class=tok,
-                          callbacks=[_log_callback(records, section.max_kl, stop)])
+                          callbacks=[_log_callback(records, section.max_kl, stop, section.max_steps)])
+    trainer.remove_callback(PrinterCallback)  # it prints every step's log dict to stdout
+    _quiet_trl_internals()
     ckpts = sorted((work / "grpo").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
     trainer.train(resume_from_checkpoint=str(ckpts[-1]) if ckpts else None)
     policy = trainer.model.eval()

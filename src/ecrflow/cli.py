@@ -1,0 +1,95 @@
+"""``ecrflow``: what is not a Snakemake target.
+
+  ecrflow fetch    [--configfile F ...]   download and verify the raw files and hub models a config names
+  ecrflow estimate --configfile F ...     time a few training steps per stage and project the run's hours
+
+Both read the configs as Snakemake does (config/config.yaml first, the given files merged over it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from .errors import ConfigError, InputError
+
+BASE = "config/config.yaml"
+
+
+def _hub_models(config: dict) -> dict[str, str]:
+    """hub id -> the folder the hub_model rule downloads it to (models.* and hf LLM backends)."""
+    from .config import SHARED_MODELS
+    from .models.hub import folder_name
+    from .models.loading import looks_local
+
+    names = [n for n in config["models"].values() if not looks_local(n)]
+    specs = [config["emotion_labels"]["llm"], *(j["llm"] for j in config["judge"]["judges"]),
+             *(b["llm"] for b in config["judge"]["baselines"])]
+    for spec in specs:
+        hf = spec.get("hf") or {}
+        if spec.get("kind") == "hf" and hf.get("model") and not hf.get("gguf_file") and not looks_local(hf["model"]):
+            names.append(hf["model"])
+    return {n: f"{SHARED_MODELS}/hub/{folder_name(n)}" for n in dict.fromkeys(names)}
+
+
+def fetch(args) -> int:
+    from .config import load_config_files
+    from .fetch import fetch_all
+    from .models.hub import SOURCE_FILE, fetch_model
+
+    config = load_config_files(args.configfile, args.base)
+    section = config["fetch"]
+    if not args.models_only:
+        entries = [e for e in section["data"] if not args.only or e["name"] in args.only]
+        if not entries:
+            print("fetch.data names nothing to download", file=sys.stderr)
+        fetch_all(entries, section["downloads"], section["lock"])
+        for e in entries:
+            print(f"{e['name']}: {e.get('unpack_to') or section['downloads']}  ({e.get('licence') or 'licence: see source'})")
+    if not args.data_only and section["models"]:
+        for repo_id, folder in _hub_models(config).items():
+            if (Path(folder) / SOURCE_FILE).exists():
+                print(f"{repo_id}: present in {folder}")
+                continue
+            record = fetch_model(repo_id, folder, section["revisions"], section["lock"])
+            print(f"{repo_id}: {folder} at commit {record['revision']}")
+    return 0
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="ecrflow", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="command", required=True)
+    f = sub.add_parser("fetch", help="download and verify the raw files and hub models a config names")
+    f.add_argument("--configfile", nargs="*", default=[], help="config files merged over the base, in order")
+    f.add_argument("--base", default=BASE, help=f"merged first when it exists (default: {BASE})")
+    f.add_argument("--only", nargs="*", help="only these fetch.data entries (by name)")
+    g = f.add_mutually_exclusive_group()
+    g.add_argument("--data-only", action="store_true", help="the raw files, no hub models")
+    g.add_argument("--models-only", action="store_true", help="the hub models, no raw files")
+    sub.add_parser("estimate", help="project each training stage's time and memory (ecrflow estimate -h)",
+                   add_help=False)
+    args, rest = ap.parse_known_args(argv)
+    if args.command == "estimate":
+        from .estimate import main as estimate_main
+
+        return estimate_main(rest)
+    if rest:
+        ap.error(f"unrecognized arguments: {' '.join(rest)}")
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    for name in ("httpx", "httpx2"):  # one line per HTTP request otherwise
+        logging.getLogger(name).setLevel(logging.WARNING)
+    if not sys.stderr.isatty():  # download bars redrawn into a log file are noise
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    try:
+        return fetch(args)
+    except (InputError, ConfigError) as e:
+        print(f"ecrflow fetch: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
