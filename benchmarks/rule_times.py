@@ -1,7 +1,7 @@
-"""Where a workflow run's time goes: every rule's benchmark file (results/benchmarks/, one per job), summed
+"""Where a workflow run's time goes: every rule's benchmark file (results/<run>/benchmarks/, one per job), summed
 per rule, with each rule's peak memory, and the critical path's share of the wall time.
 
-    python benchmarks/rule_times.py [results/benchmarks] [--log .snakemake/log/<run>.snakemake.log]
+    python benchmarks/rule_times.py [results/<run>/benchmarks] [--log .snakemake/log/<run>.snakemake.log]
 
 Job seconds add up over jobs that ran side by side; with ``--log`` (a Snakemake run log) the wall time from
 the first job's start to the last job's end is printed too, so the two can be compared.
@@ -48,7 +48,7 @@ def wall_seconds(log: Path) -> float | None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("root", nargs="?", default="results/benchmarks")
+    ap.add_argument("root", nargs="?", default="results/toy/benchmarks")
     ap.add_argument("--log", help="a Snakemake run log, for the wall time")
     args = ap.parse_args()
     rules = read_benchmarks(Path(args.root))

@@ -162,7 +162,9 @@ def _emotion_pipeline(ws: Path, journey: Journey) -> tuple[list[str], dict]:
 # one idle. The first request waits for all of them, so no other test runs beside a build (timings of the
 # loopback-server tests stay those of an idle machine); each fixture then raises its own build's failure.
 BUILDS = {
-    "toy_workspace": lambda ws, journey: (["--configfile", TOY_CONFIG], {}),
+    # The toy build is the README's command (the local profile), so its terminal output is what users see.
+    "toy_workspace": lambda ws, journey: (["--profile", str(REPO / "profiles" / "local"), "--configfile", TOY_CONFIG],
+                                          {}),
     "real_sample_workspace": _real_sample,
     "emotion_pipeline_workspace": _emotion_pipeline,
 }

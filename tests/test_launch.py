@@ -41,16 +41,23 @@ def test_two_gpu_rule_trains_in_two_processes(copy_workspace):
 
 @pytest.mark.e2e
 def test_estimate_prints_projections_and_flags_what_does_not_fit(toy_workspace, tmp_path):
-    est = [sys.executable, "-m", "ecrflow.estimate", "--configfile", TOY, "--base", str(REPO / "config" / "config.yaml"),
-           "--rules", "critic", "recommend_train", "--steps", "1"]
+    est = [sys.executable, "-m", "ecrflow.cli", "estimate", "--configfile", TOY, "--base",
+           str(REPO / "config" / "config.yaml"), "--rules", "critic", "recommend_train", "--steps", "1"]
     proc = subprocess.run(est, cwd=toy_workspace, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = {line.split()[0]: line for line in proc.stdout.splitlines() if line.split()}
     assert lines["critic"].rstrip().endswith("yes") and lines["recommend_train"].rstrip().endswith("yes")
     assert "results/toy/data/processed/train_rec.parquet" in proc.stdout  # counted from the built data
+    # it says what it is doing while it measures (minutes per rule at paper shapes), on stderr
+    assert "[1/2] critic: building the model and timing 1 optimiser step(s)" in proc.stderr
+    assert "[2/2] recommend_train: " in proc.stderr and "s per micro-batch" in proc.stderr
+    # another run's data is not this run's: the paper config counts ReDial's sizes, not the toy's
+    paper = subprocess.run([*est[:5], str(REPO / "config" / "config.yaml"), *est[6:9], *est[10:]],
+                           cwd=toy_workspace, capture_output=True, text=True)  # recommend_train only
+    assert "results/toy/" not in paper.stdout and "assumed ReDial size" in paper.stdout, paper.stdout + paper.stderr
     tight = tmp_path / "tight.yaml"
     tight.write_text(yaml.safe_dump({"resources": {"recommend": {"cpus": 2, "mem_mb": 100, "runtime": 1,
                                                                  "gpus": 0}}}))
-    proc = subprocess.run([*est[:5], str(tight), *est[5:]], cwd=toy_workspace, capture_output=True, text=True)
+    proc = subprocess.run([*est[:6], str(tight), *est[6:]], cwd=toy_workspace, capture_output=True, text=True)
     assert proc.returncode == 1
     assert next(x for x in proc.stdout.splitlines() if x.startswith("recommend_train")).rstrip().endswith("NO")

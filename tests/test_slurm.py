@@ -75,12 +75,12 @@ def _over(ws, extra: dict) -> str:
 @pytest.fixture(scope="module")
 def time_limited_run(cluster, toy_workspace, tmp_path_factory):
     """Stage 2 of UniCRS on a copy of the built workspace with a one-minute time limit and more epochs than
-    fit, started at once in the background: its minute of SLURM waiting overlaps the branch test's jobs. It
-    asks for no GPU (partition cpu), so the two runs do not queue for the one GPU of the local cluster."""
+    fit in it, started at once in the background: its SLURM waiting overlaps the branch test's jobs. It asks
+    for no GPU (partition cpu), so the two runs do not queue for the one GPU of the local cluster."""
     ws = tmp_path_factory.mktemp("slurm_timeout") / "ws"
     shutil.copytree(toy_workspace, ws, symlinks=True)
     target = "results/toy/recommend/unicrs/model.safetensors"
-    slow = {"train": {"checkpoint_every": 20}, "recommend": {"epochs": 24}}
+    slow = {"train": {"checkpoint_every": 10}, "recommend": {"epochs": 10}}
     short = _over(ws, {**slow, "resources": {"recommend": {"cpus": 1, "mem_mb": 3000, "runtime": 1, "gpus": 0}}})
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), target, *SLURM, "--configfile", TOY,
            short]
@@ -95,16 +95,16 @@ def time_limited_run(cluster, toy_workspace, tmp_path_factory):
 
 def test_recommendation_branch_runs_in_its_partitions(cluster, toy_workspace, copy_workspace, time_limited_run):
     """Table 1 of the toy run through profiles/slurm, its UniCRS row rebuilt on a copy of the built
-    workspace: stage 1, stage 2 and its predictions (GPU) and the table (CPU). GPU stages run in partition
-    gpu with one GPU each, the rest in cpu without one; the table equals the one built without SLURM.
-    (time_limited_run is asked for here only to start it first.)"""
+    workspace: stage 1, stage 2 and its predictions (GPU jobs, in partition gpu with one GPU each) and the
+    table (a local rule: it runs beside Snakemake, not as a SLURM job); the table equals the one built
+    without SLURM. (time_limited_run is asked for here only to start it first.)"""
     ws = copy_workspace()
     over = _over(ws, {})
     snakemake(ws, "results/toy/tables/table1.csv", "-R", "results/toy/pretrain/unicrs/model.safetensors", *SLURM,
               "--configfile", TOY, over, slurm=True)
     jobs = slurm_jobs(ws)
     rules = {_rule(j) for j in jobs}
-    assert rules == GPU_RULES | {"rec_table"} and len(jobs) == 4
+    assert rules == GPU_RULES and len(jobs) == 3  # rec_table is a local rule: no queueing for a second's work
     for job in jobs:
         assert job["JobState"] == "COMPLETED", job
         if _rule(job) in GPU_RULES:
@@ -115,14 +115,17 @@ def test_recommendation_branch_runs_in_its_partitions(cluster, toy_workspace, co
         (toy_workspace / "results/toy/tables/table1.csv").read_bytes()
 
 
-def test_time_limit_ends_the_job_and_keeps_its_checkpoint(time_limited_run):
-    """Stage 2 with a one-minute time limit and more epochs than fit: SLURM ends the job (TIMEOUT), the
-    output is absent and the checkpoint stays. That a rerun resumes from such a checkpoint with the weights
-    of an uninterrupted run is test_workflow's kill test (the same mechanism, without the scheduler)."""
+def test_time_limit_is_retried_longer_and_resumes_from_the_checkpoint(time_limited_run):
+    """Stage 2 with a one-minute time limit and more epochs than fit: SLURM ends the job (TIMEOUT) with its
+    checkpoint kept; the profile resubmits the training rule (preemptible-retries) with twice the time, and
+    that attempt resumes from the checkpoint and finishes."""
     ws, target, proc, log = time_limited_run
-    assert proc.wait(timeout=600) != 0, log.read_text()[-3000:]
-    killed = [j for j in slurm_jobs(ws) if _rule(j) == "recommend_train"]
-    assert killed and killed[-1]["JobState"] == "TIMEOUT", killed
-    assert not (ws / target).exists()
-    state = ws / "results/toy/work/recommend/unicrs/checkpoint/trainer_state.json"
-    assert yaml.safe_load(state.read_text())["step"] > 0
+    assert proc.wait(timeout=900) == 0, log.read_text()[-3000:]
+    runs = [j for j in slurm_jobs(ws) if _rule(j) == "recommend_train"]
+    runs.sort(key=lambda j: int(j["JobId"]))
+    assert runs[0]["JobState"] == "TIMEOUT" and runs[-1]["JobState"] == "COMPLETED", runs
+    limits = [j["TimeLimit"] for j in runs]
+    assert limits[:2] == ["00:01:00", "00:02:00"], limits  # runtime x attempt
+    assert (ws / target).exists()
+    rule_log = (ws / "results" / "toy" / "logs" / "recommend_train" / "unicrs.log").read_text()
+    assert "resumed from step" in rule_log  # the last attempt's log: it went on from the checkpoint

@@ -19,26 +19,10 @@ from .errors import ConfigError, InputError
 BASE = "config/config.yaml"
 
 
-def _hub_models(config: dict) -> dict[str, str]:
-    """hub id -> the folder the hub_model rule downloads it to (models.* and hf LLM backends)."""
-    from .config import SHARED_MODELS
-    from .models.hub import folder_name
-    from .models.loading import looks_local
-
-    names = [n for n in config["models"].values() if not looks_local(n)]
-    specs = [config["emotion_labels"]["llm"], *(j["llm"] for j in config["judge"]["judges"]),
-             *(b["llm"] for b in config["judge"]["baselines"])]
-    for spec in specs:
-        hf = spec.get("hf") or {}
-        if spec.get("kind") == "hf" and hf.get("model") and not hf.get("gguf_file") and not looks_local(hf["model"]):
-            names.append(hf["model"])
-    return {n: f"{SHARED_MODELS}/hub/{folder_name(n)}" for n in dict.fromkeys(names)}
-
-
 def fetch(args) -> int:
     from .config import load_config_files
     from .fetch import fetch_all
-    from .models.hub import SOURCE_FILE, fetch_model
+    from .models.hub import SOURCE_FILE, fetch_model, hub_models
 
     config = load_config_files(args.configfile, args.base)
     section = config["fetch"]
@@ -50,7 +34,7 @@ def fetch(args) -> int:
         for e in entries:
             print(f"{e['name']}: {e.get('unpack_to') or section['downloads']}  ({e.get('licence') or 'licence: see source'})")
     if not args.data_only and section["models"]:
-        for repo_id, folder in _hub_models(config).items():
+        for folder, repo_id in hub_models(config).items():
             if (Path(folder) / SOURCE_FILE).exists():
                 print(f"{repo_id}: present in {folder}")
                 continue

@@ -26,6 +26,8 @@ COLUMNS = {
     "table3": ["AUC", "AUC_global", "RT@10", "RT@50", "R@10", "R@50"],
 }
 PAPER = {"table1": TABLE1, "table3": TABLE3}
+# How the paper names the rows of Tables 1 and 3 (the variant keys are this workflow's config names).
+PAPER_ROWS = {"unicrs": "UniCRS", "ecr_l": "ECR[L]", "ecr_ls": "ECR[LS]", "ecr_lg": "ECR[LG]", "ecr": "ECR"}
 PROTOCOL = ("AUC is the paper's protocol: per consecutive evaluation batch of {auc_batch_size} test samples in "
             "file order, liked vs disliked samples, softmax over all entities at the gold item; batches without "
             "both classes are skipped. AUC_global is the same score over the whole test split. R@k over all "

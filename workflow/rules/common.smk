@@ -6,8 +6,8 @@ from ecrflow.config import SHARED_MODELS, expand_results, load_schema, run_folde
 from ecrflow.constants import SPLITS
 from ecrflow.data.validate import check_present, required_files
 from ecrflow.llm.hf import GEMMA3_PACKAGE, SMOLLM2_PACKAGE
-from ecrflow.models.hub import folder_name as hub_folder_name
-from ecrflow.models.loading import MINILM_PACKAGE, check_model_names, looks_local, package_version
+from ecrflow.models.hub import use_hub_folders
+from ecrflow.models.loading import MINILM_PACKAGE, check_model_names, package_version
 
 # Fails before any job runs, naming the offending key.
 validate_config(config, load_schema(Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"))
@@ -22,12 +22,7 @@ expand_results(config, RESULTS)
 # Hub ids of models.* (and of hf LLM backends) become the folders the hub_model rule downloads them to, at a
 # pinned revision, before any job; the jobs load those folders offline (ecrflow.smk sets HF_HUB_OFFLINE).
 HUB = f"{SHARED_MODELS}/hub"
-HUB_MODELS = {}  # folder -> hub id
-if config["fetch"]["models"]:
-    for _key, _name in config["models"].items():
-        if not looks_local(_name):
-            HUB_MODELS[f"{HUB}/{hub_folder_name(_name)}"] = _name
-            config["models"][_key] = f"{HUB}/{hub_folder_name(_name)}"
+HUB_MODELS = use_hub_folders(config) if config["fetch"]["models"] else {}  # folder -> hub id
 RAW = config["data"]["raw_dir"]
 DATA = f"{RESULTS}/data"
 PROCESSED = f"{DATA}/processed"
@@ -142,7 +137,7 @@ CONVERTED_MODELS = (SMOLLM2_DIR, MINILM_DIR, *HUB_MODELS)  # folders a rule of t
 def model_inputs(name):
     """What a models.* entry adds to the inputs of the rules that load it: a converted folder (a directory()
     output), a toy model's config.json, an existing local folder's config.json, or nothing for a hub id."""
-    if str(Path(name)) in CONVERTED_MODELS or str(Path(name)) in HUB_MODELS:
+    if str(Path(name)) in CONVERTED_MODELS:
         return [str(Path(name))]
     return [f"{name}/config.json"] if SMALL_MODELS or Path(name).is_dir() else []
 
@@ -166,12 +161,6 @@ def _use_converted_smollm2(spec):
 for _spec in [config["emotion_labels"]["llm"], *(j["llm"] for j in config["judge"]["judges"]),
               *(b["llm"] for b in config["judge"]["baselines"])]:
     _use_converted_smollm2(_spec)
-    # an hf backend on a hub model (no GGUF file) loads the hub_model rule's folder
-    _hf = _spec.get("hf") or {}
-    if (config["fetch"]["models"] and _spec.get("kind") == "hf" and _hf.get("model") and not _hf.get("gguf_file")
-            and not looks_local(_hf["model"])):
-        HUB_MODELS[f"{HUB}/{hub_folder_name(_hf['model'])}"] = _hf["model"]
-        _spec["hf"] = {**_hf, "model": f"{HUB}/{hub_folder_name(_hf['model'])}"}
 
 
 def responses_file(split):

@@ -1,6 +1,6 @@
 # The prompt-encoder stages: toy models (toy run only), stage 1 per variant, the UniCRS conversation module
 # and its responses u_r, stage 2 per variant with ranked predictions, Tables 1 and 3.
-# Training rules keep resumable checkpoints under results/work/ (not outputs: they must survive a killed job);
+# Training rules keep resumable checkpoints under results/<run>/work/ (not outputs: they must survive a killed job);
 # their outputs appear only when training has finished. Paths and input functions are in common.smk.
 
 if SMALL_MODELS:

@@ -1,4 +1,4 @@
-# Result tables (CSV under results/tables/).
+# Result tables (CSV under results/<run>/tables/).
 
 
 rule dataset_stats:

@@ -33,6 +33,55 @@ def folder_name(repo_id: str) -> str:
     return repo_id.replace("/", "--")
 
 
+def hub_folder(repo_id: str) -> str:
+    """Where the hub_model rule puts ``repo_id``: results/models/hub/<org>--<name>, shared by every run."""
+    from ..config import SHARED_MODELS
+
+    return f"{SHARED_MODELS}/hub/{folder_name(repo_id)}"
+
+
+def _llm_specs(config: dict) -> list[dict]:
+    return [config["emotion_labels"]["llm"], *(j["llm"] for j in config["judge"]["judges"]),
+            *(b["llm"] for b in config["judge"]["baselines"])]
+
+
+def _hf_hub_model(spec: dict) -> str | None:
+    """The hub id an hf LLM backend loads (None: another kind, a local folder, or a GGUF file, which the
+    snapshot would not hold)."""
+    from .loading import looks_local
+
+    hf = spec.get("hf") or {}
+    model = hf.get("model")
+    if spec.get("kind") == "hf" and model and not hf.get("gguf_file") and not looks_local(model):
+        return model
+    return None
+
+
+def hub_models(config: dict) -> dict[str, str]:
+    """folder -> hub id, for every hub id of ``models.*`` and of the hf LLM backends of a config."""
+    from .loading import looks_local
+
+    ids = [n for n in config["models"].values() if not looks_local(n)]
+    ids += [m for m in map(_hf_hub_model, _llm_specs(config)) if m]
+    return {hub_folder(i): i for i in dict.fromkeys(ids)}
+
+
+def use_hub_folders(config: dict) -> dict[str, str]:
+    """Point those hub ids at their hub_model folders, in place (so rules take the folder as an input and
+    the jobs load it offline); returns folder -> hub id."""
+    from .loading import looks_local
+
+    found = hub_models(config)
+    for key, name in config["models"].items():
+        if not looks_local(name):
+            config["models"][key] = hub_folder(name)
+    for spec in _llm_specs(config):
+        model = _hf_hub_model(spec)
+        if model:
+            spec["hf"] = {**spec["hf"], "model": hub_folder(model)}
+    return found
+
+
 def pinned_revision(repo_id: str, revisions: dict, lock: dict) -> str | None:
     """The commit to download: the config's, else the lock's; None: the default branch (then recorded)."""
     return revisions.get(repo_id) or (lock.get("models", {}).get(repo_id) or {}).get("revision")

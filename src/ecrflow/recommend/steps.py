@@ -60,18 +60,18 @@ def seed_summary(name: str, variant: str, rows: list[dict]) -> list[dict]:
     the paper's numbers beside them (empty where the paper reports none)."""
     import numpy as np
 
-    from ..paper import COLUMNS, PAPER
+    from ..paper import COLUMNS, PAPER, PAPER_ROWS
 
     counts = ("samples", "auc_batches", "auc_batches_skipped")  # the same split for every seed: not averaged
-    cols = [c for c in rows[0] if c not in ("model", "seed", *counts)]
+    cols = [c for c in rows[0] if c not in ("model", "paper_row", "seed", *counts)]
     stats = {}
     for what, fn in (("mean", np.mean), ("std", lambda v: np.std(v, ddof=1) if len(v) > 1 else float("nan"))):
-        row = {"model": variant, "seed": what}
+        row = {"model": variant, "paper_row": PAPER_ROWS.get(variant, ""), "seed": what}
         for c in cols:
             vals = [r[c] for r in rows if r[c] is not None]
             row[c] = float(fn(vals)) if vals else None
         stats[what] = row
-    paper = {"model": variant, "seed": "paper",
+    paper = {"model": variant, "paper_row": PAPER_ROWS.get(variant, ""), "seed": "paper",
              **{c: PAPER[name].get(variant, {}).get(c) for c in cols if c in COLUMNS[name]}}
     return [stats["mean"], stats["std"], paper]
 
@@ -86,14 +86,15 @@ def rec_table(name: str, runs: list, fingerprint_files: list, *, out, provenance
     mean, std and the paper's numbers (rows with seed "mean", "std", "paper")."""
     from ..config import config_hash
     from ..io import data_fingerprint
-    from ..paper import PAPER, PROTOCOL
+    from ..paper import PAPER, PAPER_ROWS, PROTOCOL
     from .training import metrics_from_predictions
 
     multi = any(seed is not None for _, seed, _ in runs) and len({s for _, s, _ in runs}) > 1
     rows, full, per_variant = [], {}, {}
     for variant, seed, path in runs:
         m = metrics_from_predictions(path, ks=ks, auc_batch_size=auc_batch_size)
-        row = {"model": variant, **({"seed": seed} if multi else {}), **_table_row(name, m, ks)}
+        row = {"model": variant, "paper_row": PAPER_ROWS.get(variant, ""), **({"seed": seed} if multi else {}),
+               **_table_row(name, m, ks)}
         if multi:
             full.setdefault(variant, {})[str(seed)] = m
             per_variant.setdefault(variant, []).append(row)
