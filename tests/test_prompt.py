@@ -422,3 +422,24 @@ def test_kg_copy_without_cooccurrence_is_trained_end_to_end_through_the_collated
         grad = dict(model.prompt.named_parameters())[name].grad
         assert grad is not None and grad.abs().sum() > 0, name
     assert all(p.grad is None for p in model.lm.parameters())
+
+
+def test_prefix_injection_uses_no_deprecated_transformers_argument(model):
+    """The prefix reaches the model through ``cache=`` (transformers >= 5.24): no FutureWarning from the
+    forward pass or the cached decoding, so the release that removes ``past_key_values`` (5.40) breaks
+    nothing here. Run on the newest transformers 5.x that installs (CI installs it fresh)."""
+    import warnings
+
+    import transformers
+
+    frozen = model._frozen
+    tok = frozen.lm_tokenizer
+    b = _batch(frozen, 11, global_rows=_global(12, ((1, 2, 3), (4,))))
+    with warnings.catch_warnings(record=True) as caught, torch.no_grad():
+        warnings.simplefilter("always")
+        p = model.prefix(b, model.prompt.entity_table())
+        prefixed_forward(model.lm, p, b["lm_ids"], b["lm_mask"])
+        greedy_generate(model.lm, p, b["lm_ids"], b["lm_mask"], max_new_tokens=3, eos_token_id=tok.eos_token_id)
+    deprecated = [str(w.message) for w in caught if issubclass(w.category, FutureWarning)]
+    assert not deprecated, deprecated
+    assert tuple(int(x) for x in transformers.__version__.split(".")[:2]) >= (5, 24)

@@ -78,7 +78,9 @@ def load_tokenizer(name):
         # Padding is masked out of attention and loss, so the end-of-text token can serve: no new embedding
         # row (Llama-2 and DialoGPT ship none).
         tok.pad_token = tok.eos_token
-    return tok
+    from ..models.lm import unbounded
+
+    return unbounded(tok)
 
 
 def _dtype(precision: str, method: str, training: bool):
@@ -92,7 +94,9 @@ def _dtype(precision: str, method: str, training: bool):
 def load_base(name, dtype=None) -> nn.Module:
     from transformers import AutoModelForCausalLM
 
-    return AutoModelForCausalLM.from_pretrained(name, dtype=dtype)
+    from ..models.lm import causal_lm_loss
+
+    return causal_lm_loss(AutoModelForCausalLM.from_pretrained(name, dtype=dtype))
 
 
 def attach_lora(model: nn.Module, lora: dict) -> nn.Module:

@@ -51,6 +51,23 @@ def prepare_tokenizer(tokenizer):
         extra["additional_special_tokens"] = [MOVIE_TOKEN]
     if extra:
         tokenizer.add_special_tokens(extra)
+    return unbounded(tokenizer)
+
+
+def causal_lm_loss(model):
+    """Name the loss of a causal LM whose class transformers cannot map to one (GPT2LMHeadModel, DialoGPT's):
+    it then computes the same shifted cross-entropy without warning that it guessed."""
+    if getattr(model, "loss_type", None) is None:
+        model.loss_type = "ForCausalLM"
+    return model
+
+
+def unbounded(tokenizer):
+    """No length warning from the tokenizer: this project encodes whole texts and cuts every sequence itself
+    (a context's end, a response's start) to the configured maximum, so a text longer than the model's
+    window is never fed whole, and the warning ("Token indices sequence length is longer ...") would only
+    fill the logs."""
+    tokenizer.model_max_length = int(1e30)
     return tokenizer
 
 

@@ -153,7 +153,9 @@ def _train_lm(lm, tokenizer, texts: list[str], *, steps: int, seed: int, batch: 
     chunks = data[: n * length].view(n, length)
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(lm.parameters(), lr=3e-3)
-    lm.train()
+    from .lm import causal_lm_loss
+
+    causal_lm_loss(lm).train()
     loss = None
     for _ in range(steps):
         x = chunks[torch.randint(0, n, (batch,), generator=gen)]
