@@ -38,10 +38,10 @@ def run(snakemake, step: Callable[..., object], **kwargs) -> None:
         # The job's story (settings, progress lines, metrics) goes to its log; the terminal, or a SLURM job's
         # output, gets warnings and the failure block, so that parallel jobs do not interleave their logs.
         stream.setLevel(logging.WARNING)
-    # transformers prints its warnings to stderr with its own handler; ours would print each a second time
-    stream.addFilter(lambda record: not record.name.startswith("transformers"))
     else:
         log_path = None
+    # transformers prints its warnings to stderr with its own handler; ours would print each a second time
+    stream.addFilter(lambda record: not record.name.startswith("transformers"))
     logging.basicConfig(level=logging.INFO, handlers=handlers, force=True,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     log = logging.getLogger(f"ecrflow.rule.{snakemake.rule}")

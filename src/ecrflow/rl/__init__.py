@@ -245,6 +245,7 @@ def train_rl(generator_dir, critic_dir, responses, rec, *, out_dir, log_out, met
     data = Dataset.from_list([{"prompt": _truncated_prompt(tok, r["prompt"], ctx_len), "context": r["context"],
                                "u_r": r["u_r"]} for r in train_rows])
     bf16 = use_gpu and torch.cuda.is_bf16_supported() and train_cfg.precision in ("auto", "bf16")
+    _quiet_trl_internals()
     cfg = GRPOConfig(output_dir=str(work / "grpo"), max_steps=section.max_steps, learning_rate=section.lr,
                      per_device_train_batch_size=section.prompts_per_step * section.num_generations,
                      gradient_accumulation_steps=section.grad_accum, num_generations=section.num_generations,
@@ -258,7 +259,6 @@ def train_rl(generator_dir, critic_dir, responses, rec, *, out_dir, log_out, met
     trainer = GRPOTrainer(model=str(init), reward_funcs=reward, args=cfg, train_dataset=data, processing_class=tok,
                           callbacks=[_log_callback(records, section.max_kl, stop, section.max_steps)])
     trainer.remove_callback(PrinterCallback)  # it prints every step's log dict to stdout
-    _quiet_trl_internals()
     ckpts = sorted((work / "grpo").glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
     trainer.train(resume_from_checkpoint=str(ckpts[-1]) if ckpts else None)
     policy = trainer.model.eval()
@@ -270,6 +270,9 @@ def train_rl(generator_dir, critic_dir, responses, rec, *, out_dir, log_out, met
     rl_meta = {**meta, "rl": {"from": str(generator_dir), "critic": str(critic_dir), "steps": trainer.state.global_step}}
 
     def write(folder: Path) -> None:
+        # TRL turns the KV cache off and sets a pad id for training; the RL folder decodes as the supervised
+        # one (a pad id in the config makes GPT-2 warn on every generate call, with the mask passed)
+        policy.config.use_cache, policy.config.pad_token_id = sft.config.use_cache, sft.config.pad_token_id
         policy.save_pretrained(folder)
         tok.save_pretrained(folder)
         write_json(folder / META, {**rl_meta, "method": "full"})
