@@ -80,7 +80,7 @@ def time_limited_run(cluster, toy_workspace, tmp_path_factory):
     ws = tmp_path_factory.mktemp("slurm_timeout") / "ws"
     shutil.copytree(toy_workspace, ws, symlinks=True)
     target = "results/toy/recommend/unicrs/model.safetensors"
-    slow = {"train": {"checkpoint_every": 10}, "recommend": {"epochs": 10}}
+    slow = {"train": {"checkpoint_every": 10}, "recommend": {"epochs": 16}}  # 1,536 steps: 2-3 min
     short = _over(ws, {**slow, "resources": {"recommend": {"cpus": 1, "mem_mb": 3000, "runtime": 1, "gpus": 0}}})
     cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), target, *SLURM, "--configfile", TOY,
            short]
