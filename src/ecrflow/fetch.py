@@ -134,11 +134,11 @@ def verify(path, sha256: str | None, size: int | None, where: str) -> tuple[str,
 def _download_http(url: str, dest: Path, timeout: float) -> None:
     import requests
 
+    announced, got = None, 0
     try:
         with requests.get(url, stream=True, timeout=timeout) as r:
             r.raise_for_status()
             announced = r.headers.get("Content-Length")
-            got = 0
             with open(dest, "wb") as f:
                 for chunk in r.iter_content(CHUNK):
                     f.write(chunk)
@@ -147,7 +147,7 @@ def _download_http(url: str, dest: Path, timeout: float) -> None:
         raise FetchError(url, f"download failed: HTTP {e.response.status_code} {e.response.reason}") from None
     except requests.exceptions.RequestException as e:
         done = dest.stat().st_size if dest.exists() else 0
-        total = f" of {announced}" if "announced" in locals() and announced else ""
+        total = f" of {announced}" if announced else ""
         raise FetchError(url, f"download interrupted after {done}{total} bytes ({type(e).__name__})",
                          hint="nothing was kept; run the fetch again") from None
     if announced is not None and got != int(announced):
