@@ -129,3 +129,24 @@ def test_time_limit_is_retried_longer_and_resumes_from_the_checkpoint(time_limit
     assert (ws / target).exists()
     rule_log = (ws / "results" / "toy" / "logs" / "recommend_train" / "unicrs.log").read_text()
     assert "resumed from step" in rule_log  # the last attempt's log: it went on from the checkpoint
+
+
+@pytest.mark.dag
+def test_profile_retries_exactly_the_training_rules_with_growing_runtime_and_the_account(tmp_path):
+    """profiles/slurm names the rules that resume from a checkpoint (and only those) for resubmission; their
+    runtime grows with the attempt; cluster.account reaches every job as the plugin's slurm_account."""
+    from conftest import snakemake
+
+    profile = yaml.safe_load((REPO / "profiles" / "slurm" / "profile.yaml").read_text())
+    training = {"pretrain", "conversation_train", "recommend_train", "generator_train_dialogpt",
+                "generator_train_llama", "emotion_classifier", "critic", "rl_train"}
+    assert set(profile["preemptible-rules"]) == training and profile["preemptible-retries"] >= 1
+    (tmp_path / "acct.yaml").write_text(yaml.safe_dump({"cluster": {"account": "my_group"}}))
+    proc = snakemake(tmp_path, "-n", "--nolock", "--configfile", TOY, str(tmp_path / "acct.yaml"))
+    rules = set(re.findall(r"^(?:local)?rule (\w+):", proc.stdout, flags=re.M))
+    assert training - {"emotion_classifier"} <= rules  # the toy DAG has every training rule but the classifier
+    resources = [line for line in proc.stdout.splitlines() if line.strip().startswith("resources:")
+                 and "runtime=" in line]  # every job whose resources come from config
+    assert len(resources) > 50 and all("slurm_account=my_group" in line for line in resources)
+    pretrain = proc.stdout.split("rule pretrain:", 1)[1].split("resources:", 1)[1].splitlines()[0]
+    assert "runtime=30," in pretrain  # toy.yaml's 30 minutes on the first attempt (x2, x3 on the retries)
