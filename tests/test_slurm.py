@@ -135,8 +135,6 @@ def test_time_limit_is_retried_longer_and_resumes_from_the_checkpoint(time_limit
 def test_profile_retries_exactly_the_training_rules_with_growing_runtime_and_the_account(tmp_path):
     """profiles/slurm names the rules that resume from a checkpoint (and only those) for resubmission; their
     runtime grows with the attempt; cluster.account reaches every job as the plugin's slurm_account."""
-    from conftest import snakemake
-
     profile = yaml.safe_load((REPO / "profiles" / "slurm" / "profile.yaml").read_text())
     training = {"pretrain", "conversation_train", "recommend_train", "generator_train_dialogpt",
                 "generator_train_llama", "emotion_classifier", "critic", "rl_train"}
