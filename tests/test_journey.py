@@ -9,7 +9,6 @@ import filecmp
 import hashlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import JOURNEY_CONFIG, REPO, SMOLLM2_HUB_ID, TOY_CONFIG, dry_run, local_env
+from conftest import JOURNEY_CONFIG, REPO, SMOLLM2_HUB_ID, TOY_CONFIG, dry_run
 from ecrflow.fetch import read_lock
 
 pytestmark = pytest.mark.e2e
