@@ -121,7 +121,8 @@ def completion_logprobs(model, tok, prompt_ids: list[list[int]], completion_ids:
             out.append(np.zeros(0))
             continue
         ids = torch.tensor([p + c], device=device)
-        logp = torch.log_softmax(model(input_ids=ids).logits[0, len(p) - 1:-1].float(), -1)
+        logits = model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits  # one unpadded row
+        logp = torch.log_softmax(logits[0, len(p) - 1:-1].float(), -1)
         out.append(logp.gather(1, torch.tensor(c, device=device)[:, None])[:, 0].cpu().numpy())
     return out
 
@@ -164,9 +165,10 @@ def evaluate_policy(model, tok, rows: list[dict], reward: CriticReward, *, conte
 
 
 def _quiet_trl_internals() -> None:
-    """TRL 1.16 (the newest) calls transformers' renamed gradient-checkpointing methods and generates without
-    an attention mask inside GRPO; each call warns, on every step. The calls are TRL's, not this module's
-    (its own generate calls pass masks), so those messages are dropped here, and only those."""
+    """TRL 1.16 (the newest) calls transformers' renamed gradient-checkpointing methods, and its fused
+    forward in GRPO (trl.trainer.utils._fused_forward) passes no attention mask; each call warns. The calls
+    are TRL's, not this module's (its own forward and generate calls pass masks), so those messages are
+    dropped here, and only those."""
     import warnings
 
     warnings.filterwarnings("ignore", message=r"`(is_)?gradient_checkpointing\w*` is deprecated", category=FutureWarning)
