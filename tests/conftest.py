@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from ecrflow.config import SHARED_MODELS  # what every run shares (the converted SmolLM2), built once
+
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
@@ -96,7 +98,6 @@ REAL_SAMPLE_TARGETS = [f"results/real_sample/tables/{t}.csv"
 EMOTION_LABELLED = [f"results/toy/emotion/labelled/{s}_data_dbpedia_emo.jsonl" for s in ("train", "valid", "test")]
 
 
-SHARED_MODELS = "results/models"  # what every run shares (the converted SmolLM2), built once per session
 SMOLLM2_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 
 
@@ -106,6 +107,7 @@ class Journey:
     id on a model hub (downloaded by the hub_model rule, then loaded offline by the annotation job)."""
 
     def __init__(self, shared: Path):
+        """``shared``: the folder whose results/models (the converted SmolLM2) every build starts from."""
         import io
         import hashlib
         import tarfile
@@ -115,6 +117,7 @@ class Journey:
         buf = io.BytesIO()
         with tarfile.open(fileobj=buf, mode="w:gz") as tar:
             tar.add(REPO / "data" / "redial_real_sample", arcname="redial_real_sample")
+        self.shared = shared
         self.archive = buf.getvalue()
         self.sha256 = hashlib.sha256(self.archive).hexdigest()
         self.files = FileServer({"redial_real_sample.tar.gz": self.archive})
@@ -188,10 +191,10 @@ def _with_shared_models(ws: Path, shared: Path) -> None:
 
 
 class _Build:
-    def __init__(self, name: str, ws: Path, shared: Path, journey: Journey):
+    def __init__(self, name: str, ws: Path, journey: Journey):
         self.name, self.ws = name, ws
         self.log = ws.parent / f"{ws.name}.log"
-        _with_shared_models(ws, shared)
+        _with_shared_models(ws, journey.shared)
         args, env = BUILDS[name](ws, journey)
         with open(self.log, "w") as log:  # its own process group, so a stop takes its jobs with it
             self.proc = subprocess.Popen(snakemake_cmd(*args), cwd=ws, stdout=log, stderr=subprocess.STDOUT,
@@ -222,9 +225,7 @@ def _reused(name: str) -> Path | None:
 @pytest.fixture(scope="session")
 def journey(tmp_path_factory):
     """The loopback file server and hub of the real-sample build (see Journey), up for the whole session."""
-    shared = _build_shared_models(tmp_path_factory.mktemp("models"))
-    j = Journey(shared)
-    j.shared = shared
+    j = Journey(_build_shared_models(tmp_path_factory.mktemp("models")))
     yield j
     j.close()
 
@@ -240,7 +241,7 @@ def _builds(request, tmp_path_factory):
     journey = request.getfixturevalue("journey")
     try:  # an interrupted wait stops the builds too
         for name in sorted(needed):
-            builds[name] = _Build(name, tmp_path_factory.mktemp(name), journey.shared, journey)
+            builds[name] = _Build(name, tmp_path_factory.mktemp(name), journey)
         for build in builds.values():
             build.proc.wait()
         yield builds
@@ -253,7 +254,7 @@ def _built(request, name: str) -> Path:
     builds = request.getfixturevalue("_builds")
     if name not in builds:  # asked for dynamically, not seen at collection
         journey = request.getfixturevalue("journey")
-        builds[name] = _Build(name, request.getfixturevalue("tmp_path_factory").mktemp(name), journey.shared, journey)
+        builds[name] = _Build(name, request.getfixturevalue("tmp_path_factory").mktemp(name), journey)
     return builds[name].result()
 
 

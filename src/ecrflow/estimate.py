@@ -26,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from .config import run_folder
+from .config import load_config_files, run_folder
 
 # The paper run's hub models, so that nothing is downloaded to estimate them.
 KNOWN = {
@@ -343,12 +343,6 @@ def measure(config: dict, rule: str, steps: int) -> dict:
     return out
 
 
-def load_config(files: list[str], base: str | None) -> dict:
-    from .config import load_config_files
-
-    return load_config_files(files, base)
-
-
 def rules_for(config: dict) -> list[str]:
     rules = ["pretrain", "conversation_train", "recommend_train"]
     rules += [f"generator_train_{k}" for k in config["generation"]["kinds"]]
@@ -377,7 +371,7 @@ def main(argv=None) -> int:
     ap.add_argument("--json", action="store_true", help="also print the rows as JSON")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    config = load_config(args.configfile, args.base)
+    config = load_config_files(args.configfile, args.base)
     if args.child:
         print(json.dumps(measure(config, args.child, args.steps)))
         return 0

@@ -186,25 +186,16 @@ def download(url: str, dest: Path, timeout: float = 60.0) -> None:
 
 
 # -- unpacking -------------------------------------------------------------------------------------------------
-def _members(archive: Path) -> list[str]:
-    if zipfile.is_zipfile(archive):
-        with zipfile.ZipFile(archive) as z:
-            return z.namelist()
-    if tarfile.is_tarfile(archive):
-        with tarfile.open(archive) as t:
-            return t.getnames()
-    return []
-
-
 def unpack(archive: Path, dest: Path) -> list[str]:
     """Unpack ``archive`` into ``dest`` (through a temporary folder beside it), dropping a single top-level
     folder; returns the files placed. A plain file (not an archive) is copied into ``dest``."""
     dest.mkdir(parents=True, exist_ok=True)
-    if not _members(archive):
+    is_zip = zipfile.is_zipfile(archive)
+    if not is_zip and not tarfile.is_tarfile(archive):  # both read the header only
         shutil.copy2(archive, dest / archive.name)
         return [archive.name]
     with tempfile.TemporaryDirectory(dir=dest, prefix=".unpack-") as tmp:
-        if zipfile.is_zipfile(archive):
+        if is_zip:
             with zipfile.ZipFile(archive) as z:
                 z.extractall(tmp)
         else:
@@ -258,21 +249,24 @@ def fetch_source(src: Source, downloads, lock: dict, lock_path, timeout: float =
     return record
 
 
-def fetch_all(entries: list[dict], downloads, lock_path, timeout: float = 60.0, only=None) -> dict:
-    """Fetch every ``fetch.data`` entry (or those named in ``only``), recording new checksums in the lock.
-    Every source is tried; the failures are raised together at the end, each naming its file."""
+def fetch_all(entries: list[dict], downloads, lock_path, timeout: float = 60.0) -> dict:
+    """Fetch every ``fetch.data`` entry, recording new checksums in the lock. Every source is tried; the
+    failures are raised together at the end, each naming its file."""
     lock = read_lock(lock_path)
     records, failures = {}, []
     for entry in entries:
         src = Source.from_config(entry)
-        if only and src.name not in only:
-            continue
         try:
-            records[src.name] = fetch_source(src, downloads, lock, lock_path, timeout)
+            record = fetch_source(src, downloads, lock, lock_path, timeout)
         except FetchError as e:
             failures.append(e)
             continue
-        update_lock(lock_path, lambda current, name=src.name: current["data"].__setitem__(name, records[name]))
+        records[src.name] = record
+
+        def keep(current: dict, name=src.name, record=record) -> None:
+            current["data"][name] = record
+
+        update_lock(lock_path, keep)
     if len(failures) == 1:
         raise failures[0]
     if failures:

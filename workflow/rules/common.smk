@@ -6,7 +6,7 @@ from ecrflow.config import SHARED_MODELS, expand_results, load_schema, run_folde
 from ecrflow.constants import SPLITS
 from ecrflow.data.validate import check_present, required_files
 from ecrflow.llm.hf import GEMMA3_PACKAGE, SMOLLM2_PACKAGE
-from ecrflow.models.hub import use_hub_folders
+from ecrflow.models.hub import HUB_ROOT as HUB, use_hub_folders
 from ecrflow.models.loading import MINILM_PACKAGE, check_model_names, package_version
 
 # Fails before any job runs, naming the offending key.
@@ -21,7 +21,6 @@ expand_results(config, RESULTS)
 
 # Hub ids of models.* (and of hf LLM backends) become the folders the hub_model rule downloads them to, at a
 # pinned revision, before any job; the jobs load those folders offline (ecrflow.smk sets HF_HUB_OFFLINE).
-HUB = f"{SHARED_MODELS}/hub"
 HUB_MODELS = use_hub_folders(config) if config["fetch"]["models"] else {}  # folder -> hub id
 RAW = config["data"]["raw_dir"]
 DATA = f"{RESULTS}/data"

@@ -90,8 +90,7 @@ def _load(model_name, num_labels: int | None = None):
     from ..generate.generator import load_tokenizer
 
     tok = load_tokenizer(model_name)
-    kw = {"num_labels": num_labels, "problem_type": "multi_label_classification"} if num_labels else {}
-    if not num_labels:
+    if not num_labels:  # a trained classifier: its head is in the folder
         return AutoModelForSequenceClassification.from_pretrained(model_name, pad_token_id=tok.pad_token_id), tok
     # A language model with a new classification head: transformers' load report (a warning listing the
     # head's weights as newly initialised) says what is intended here, so it goes to this log as one line.
@@ -99,7 +98,8 @@ def _load(model_name, num_labels: int | None = None):
     transformers_logging.set_verbosity_error()
     try:
         model, info = AutoModelForSequenceClassification.from_pretrained(
-            model_name, pad_token_id=tok.pad_token_id, output_loading_info=True, **kw)
+            model_name, pad_token_id=tok.pad_token_id, output_loading_info=True, num_labels=num_labels,
+            problem_type="multi_label_classification")
     finally:
         transformers_logging.set_verbosity(verbosity)
     log.info("classifier from %s; newly initialised: %s", model_name, ", ".join(sorted(info["missing_keys"])))

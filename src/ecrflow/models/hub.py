@@ -16,9 +16,11 @@ import os
 import shutil
 from pathlib import Path
 
+from ..config import SHARED_MODELS
 from ..errors import ConfigError
 
 log = logging.getLogger(__name__)
+HUB_ROOT = f"{SHARED_MODELS}/hub"  # the hub_model rule's outputs
 SOURCE_FILE = "ecrflow_hub.json"  # in the folder: repo id, commit and files, for provenance
 # What a transformers folder needs; pytorch_model.bin only where the repo has no safetensors.
 WANTED = ("*.json", "*.jinja", "*.safetensors", "*.model", "*.txt", "*.tiktoken", "*.py")
@@ -35,9 +37,7 @@ def folder_name(repo_id: str) -> str:
 
 def hub_folder(repo_id: str) -> str:
     """Where the hub_model rule puts ``repo_id``: results/models/hub/<org>--<name>, shared by every run."""
-    from ..config import SHARED_MODELS
-
-    return f"{SHARED_MODELS}/hub/{folder_name(repo_id)}"
+    return f"{HUB_ROOT}/{folder_name(repo_id)}"
 
 
 def _llm_specs(config: dict) -> list[dict]:
@@ -69,16 +69,14 @@ def hub_models(config: dict) -> dict[str, str]:
 def use_hub_folders(config: dict) -> dict[str, str]:
     """Point those hub ids at their hub_model folders, in place (so rules take the folder as an input and
     the jobs load it offline); returns folder -> hub id."""
-    from .loading import looks_local
-
     found = hub_models(config)
+    folder_of = {repo_id: folder for folder, repo_id in found.items()}
     for key, name in config["models"].items():
-        if not looks_local(name):
-            config["models"][key] = hub_folder(name)
+        config["models"][key] = folder_of.get(name, name)
     for spec in _llm_specs(config):
         model = _hf_hub_model(spec)
         if model:
-            spec["hf"] = {**spec["hf"], "model": hub_folder(model)}
+            spec["hf"] = {**spec["hf"], "model": folder_of[model]}
     return found
 
 
@@ -111,7 +109,7 @@ def _explain(repo_id: str, error: Exception) -> HubFetchError:
 
 def download_model(repo_id: str, folder, revision: str | None = None) -> dict:
     """Download ``repo_id`` at ``revision`` (None: the default branch) into ``folder``; returns the record
-    (repo, commit, files) also written to ``folder/ecrflow_source.json``."""
+    (repo, commit, files) also written to ``folder/ecrflow_hub.json`` (SOURCE_FILE)."""
     from huggingface_hub import HfApi, snapshot_download
 
     folder = Path(folder)
@@ -138,8 +136,8 @@ def download_model(repo_id: str, folder, revision: str | None = None) -> dict:
 
 
 def fetch_model(repo_id: str, folder, revisions: dict, lock_path) -> dict:
-    """Download one hub model at its pinned revision and record the commit in the lock when it was not
-    pinned yet; a lock entry that disagrees with the downloaded commit is an error."""
+    """Download one hub model at its pinned revision (the config's, else the lock's, else the branch head)
+    and record the downloaded commit in the lock."""
     from ..fetch import read_lock, update_lock
 
     revision = pinned_revision(repo_id, revisions, read_lock(lock_path))
