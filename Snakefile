@@ -25,6 +25,9 @@ localrules:
     rl_comparison,
     training_curve,
     first_sentence_templates,
+    chat_system,
+    chat_systems,
+    interactive_table,
 
 
 include: "workflow/rules/common.smk"
@@ -39,6 +42,7 @@ include: "workflow/rules/generate.smk"
 include: "workflow/rules/judge.smk"
 include: "workflow/rules/critic.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/interactive.smk"
 
 
 if RL_KIND:

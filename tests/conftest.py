@@ -94,7 +94,8 @@ def pytest_collection_modifyitems(items):
 
 TOY_CONFIG = str(REPO / "config" / "toy.yaml")
 REAL_SAMPLE_TARGETS = [f"results/real_sample/tables/{t}.csv"
-                       for t in ("table1", "table3", "baselines", "table2", "critic", "rl_comparison")]
+                       for t in ("table1", "table3", "baselines", "table2", "critic", "rl_comparison", "linking")]
+REAL_SAMPLE_TARGETS.append("results/real_sample/interactive/system.json")  # what `ecrflow chat` loads
 EMOTION_LABELLED = [f"results/toy/emotion/labelled/{s}_data_dbpedia_emo.jsonl" for s in ("train", "valid", "test")]
 
 

@@ -169,3 +169,40 @@ def test_real_sample_rl_raises_the_critic_reward_on_heldout_valid_contexts(real_
     assert stats["critic_reward_chosen"] > stats["critic_reward_mean_candidate"]
     assert {"sft", "bon", "rl", "bon_minus_sft", "rl_minus_sft", "rl_minus_bon"} <= set(reward)
     assert {f"judge:smollm2:{m}" for m in METRICS} | {"length_tokens", "repeated_trigrams", "kl_to_sft"} <= set(comp)
+
+
+def test_real_sample_linker_recovers_the_releases_links(real_ws):
+    """linking.csv: the linker against the release's own links of the valid and test messages."""
+    with open(real_ws / "results/real_sample/tables/linking.csv") as f:
+        table = {(r["split"], r["titles"], r["kind"]): r for r in csv.DictReader(f)}
+    for split in ("valid", "test"):
+        every = table[(split, "with_year", "all")]
+        assert float(every["precision"]) > 0.8 and float(every["recall"]) > 0.9, every
+        assert float(table[(split, "with_year", "movie")]["recall"]) > 0.95
+        bare = table[(split, "without_year", "all")]
+        assert float(bare["recall"]) > 0.8, bare  # titles typed without their year
+
+
+def test_real_sample_chat_links_reads_emotions_and_recommends(real_ws):
+    """`ecrflow chat --json` on the real sample: a title, a person and a genre linked in free text, the
+    trained classifier's emotions kept, a ranking over the catalogue, and a reply naming the top movie."""
+    import subprocess
+    import sys
+
+    turns = ["Hi! I really loved The Dark Knight (2008) and anything with Tom Hanks", "Something scary maybe?"]
+    proc = subprocess.run([sys.executable, "-m", "ecrflow.cli", "chat", "--workspace", str(real_ws), "--run",
+                           "real_sample", "--json", "--top-k", "5"], input="\n".join(turns) + "\n",
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    first, second = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [(e["name"], e["kind"]) for e in first["entities"][0]] == [("The Dark Knight (2008)", "movie"),
+                                                                    ("Tom Hanks", "entity")]
+    assert [e["name"] for e in second["entities"][2]] == ["scary"]
+    from ecrflow.constants import EMOTIONS
+
+    assert first["emotions"][0] and {lab for lab, _ in first["emotions"][0]} <= set(EMOTIONS)
+    assert second["emotions"][1] == [] and second["emotions"][2]  # a system turn has no emotions of its own
+    catalogue = set(json.loads((real_ws / "results/real_sample/data/item_ids.json").read_text()))
+    for t in (first, second):
+        assert len(t["items"]) == 5 and {x["id"] for x in t["items"]} <= catalogue
+        assert t["items"][0]["name"] in t["reply"] or "<movie>" not in t["u_r"]

@@ -266,86 +266,94 @@ GEN_TRAIN = {"first_sentence_templates": 1, "generator_train_dialogpt": 1, "gene
 REVIEWS = {"review_knowledge": 1, "filter_reviews": 2}
 
 
+def talk(systems: int, llm: bool = False) -> dict:
+    """The conversational systems rebuilt (one chat_system per system, the merged manifest) and their
+    simulated-user dialogues rerun, both modes (the LLM-only recommender's too when the data changes)."""
+    return {"chat_system": systems, "chat_systems": 1, "interactive_eval": 2 * (systems + llm),
+            "interactive_table": 1}
+
+
 @pytest.mark.parametrize("change, expected", [
     # Only the ECR stage-1 variant uses co-occurrence; the UniCRS branch and the conversation module stay.
     ({"cooccurrence": {"top_n_labels": 2}},
-     {"cooccurrence": 1, "baselines": 1, **ECR_BRANCH, **GEN_INFER, "training_curve": 7, "all": 1}),
-    ({"cooccurrence": {"leave_dialog_out": True}}, {**ECR_BRANCH, **GEN_INFER, "training_curve": 7, "all": 1}),
+     {"cooccurrence": 1, "baselines": 1, **ECR_BRANCH, **GEN_INFER, "training_curve": 7, "all": 1, **talk(2)}),
+    ({"cooccurrence": {"leave_dialog_out": True}}, {**ECR_BRANCH, **GEN_INFER, "training_curve": 7, "all": 1, **talk(2)}),
     # The KG-walk row of baselines.csv reads the KG tensors.
     ({"kg": {"reverse": "separate"}},
      {"kg_tensors": 1, "dataset_stats": 1, "baselines": 1, **TRAIN_ALL, **GEN_TRAIN, "training_curve": 12,
-      "all": 1}),
+      "all": 1, **talk(3)}),
     ({"emotion": {"threshold": 0.2}},
      {"process_split": 3, "items": 1, "cooccurrence": 1, "baselines": 1, "dataset_stats": 1, "toy_models": 1,
-      "toy_llama": 1, **TRAIN_ALL, **REVIEWS, **GEN_TRAIN, "training_curve": 12, "all": 1}),
+      "toy_llama": 1, **TRAIN_ALL, **REVIEWS, **GEN_TRAIN, "training_curve": 12, "all": 1, **talk(3, llm=True), "entity_linking": 1}),
     ({"toy": {"seed": 8}},
      {"toy_data": 1, "validate_input": 1, "process_split": 3, "kg_tensors": 1, "items": 1, "cooccurrence": 1,
       "baselines": 1, "dataset_stats": 1, "toy_models": 1, "toy_llama": 1, **TRAIN_ALL, **REVIEWS, **GEN_TRAIN,
-      "training_curve": 12, "all": 1}),
+      "training_curve": 12, "all": 1, **talk(3, llm=True), "entity_linking": 1}),
     # Evaluation settings recompute tables, inference settings predictions: nothing is retrained.
     ({"evaluation": {"auc_batch_size": 16}}, {"rec_table": 2, "all": 1}),
-    ({"recommend": {"top_k": 20}}, {"recommend_predict": 5, "rec_table": 2, **GEN_INFER, "all": 1}),
+    ({"recommend": {"top_k": 20}}, {"recommend_predict": 5, "rec_table": 2, **GEN_INFER, "all": 1, **talk(1)}),
     ({"conversation": {"max_gen_len": 10}},
-     {"conversation_generate": 1, **GEN_TRAIN, "training_curve": 4, "all": 1}),
+     {"conversation_generate": 1, **GEN_TRAIN, "training_curve": 4, "all": 1, **talk(3)}),
     ({"train": {"checkpoint_every": 3}}, {}),
     # The emotion rules are not in a DAG that reads the release's labels.
     ({"classifier": {"lr": 0.01}, "emotion_labels": {"utterances": 50}}, {}),
     ({"recommend": {"lr": 0.001}},
-     {"recommend_train": 5, "recommend_predict": 5, "rec_table": 2, **GEN_INFER, "training_curve": 7, "all": 1}),
+     {"recommend_train": 5, "recommend_predict": 5, "rec_table": 2, **GEN_INFER, "training_curve": 7, "all": 1, **talk(3)}),
     # u_r in the prompt: stage 2 now reads the conversation module's responses (already built).
     ({"recommend": {"use_resp": True}},
-     {"recommend_train": 5, "recommend_predict": 5, "rec_table": 2, **GEN_INFER, "training_curve": 7, "all": 1}),
+     {"recommend_train": 5, "recommend_predict": 5, "rec_table": 2, **GEN_INFER, "training_curve": 7, "all": 1, **talk(3)}),
     ({"variants": {"recommend": {"ecr": {"pretrain": "ecr", "emotions": True, "global_entities": True,
                                          "weighted_loss": False}}}},
-     {"recommend_train": 1, "recommend_predict": 1, "rec_table": 2, **GEN_INFER, "training_curve": 3, "all": 1}),
+     {"recommend_train": 1, "recommend_predict": 1, "rec_table": 2, **GEN_INFER, "training_curve": 3, "all": 1, **talk(2)}),
     # A variant's override of its stage section reruns that variant only (UniCRS: its own README settings).
     ({"variants": {"recommend": {"unicrs": {"overrides": {"batch_size": 8}}}}},
-     {"recommend_train": 1, "recommend_predict": 1, "rec_table": 2, "training_curve": 1, "all": 1}),
+     {"recommend_train": 1, "recommend_predict": 1, "rec_table": 2, "training_curve": 1, "all": 1, **talk(1)}),
     ({"variants": {"recommend": {"unicrs": {"popularity_prior": True}}}},
-     {"recommend_train": 1, "recommend_predict": 1, "rec_table": 2, "training_curve": 1, "all": 1}),
+     {"recommend_train": 1, "recommend_predict": 1, "rec_table": 2, "training_curve": 1, "all": 1, **talk(1)}),
     ({"variants": {"recommend": {"ecr": {"kg_copy": True}}}},
-     {"recommend_train": 1, "recommend_predict": 1, "rec_table": 2, **GEN_INFER, "training_curve": 3, "all": 1}),
+     {"recommend_train": 1, "recommend_predict": 1, "rec_table": 2, **GEN_INFER, "training_curve": 3, "all": 1, **talk(2)}),
     ({"variants": {"pretrain": {"ecr": {"overrides": {"epochs": 1}}}}},
-     {**ECR_BRANCH, **GEN_INFER, "training_curve": 7, "all": 1}),
+     {**ECR_BRANCH, **GEN_INFER, "training_curve": 7, "all": 1, **talk(2)}),
     # Several seeds: every Table 1/3 variant per seed, both stages; the unseeded runs stay.
     ({"tables": {"seeds": [1, 2]}},
      {"pretrain_seed": 4, "recommend_train_seed": 10, "recommend_predict_seed": 10, "rec_table": 2, "all": 1}),
     # The generator: each setting reruns only what it shapes.
-    ({"generation": {"no_repeat_ngram_size": 2}}, {**GEN_INFER, "all": 1}),
-    ({"generation": {"rec_variant": "unicrs"}}, {**GEN_INFER, "all": 1}),
+    ({"generation": {"no_repeat_ngram_size": 2}}, {**GEN_INFER, "all": 1, **talk(2)}),
+    ({"generation": {"rec_variant": "unicrs"}}, {**GEN_INFER, "all": 1, **talk(2)}),
     ({"generation": {"prompt_loss": True}},
-     {"generator_train_dialogpt": 1, "generator_train_llama": 1, **GEN_INFER, "training_curve": 4, "all": 1}),
+     {"generator_train_dialogpt": 1, "generator_train_llama": 1, **GEN_INFER, "training_curve": 4, "all": 1, **talk(2)}),
     ({"generator": {"llama": {"lr": 0.001}}},
      {"generator_train_llama": 1, "generate_responses": 2, "generation_objective": 1, **JUDGE_ALL,
-      "training_curve": 3, "all": 1}),
+      "training_curve": 3, "all": 1, **talk(1)}),
     ({"generator": {"dialogpt": {"max_gen_len": 10}}},
-     {"generate_responses": 2, "generation_objective": 1, **JUDGE_ALL, "all": 1}),
+     {"generate_responses": 2, "generation_objective": 1, **JUDGE_ALL, "all": 1, **talk(2)}),
     ({"reviews": {"profiles": {"llama": {"min_votes": 3}}}},
      {"filter_reviews": 1, "generator_train_llama": 1, "generate_responses": 2, "generation_objective": 1,
-      **JUDGE_ALL, "training_curve": 3, "all": 1}),
+      **JUDGE_ALL, "training_curve": 3, "all": 1, **talk(1)}),
     # The generators' corpus switched to the dialogues: the corpus rule and the generators, no review rule
     ({"generation": {"corpus": "dialogues"}},
      {"dialogue_corpus": 1, "generator_train_dialogpt": 1, "generator_train_llama": 1, **GEN_INFER,
-      "training_curve": 4, "all": 1}),
+      "training_curve": 4, "all": 1, **talk(2)}),
     ({"knowledge": {"min_movie_count": 1}},
      {**REVIEWS, "generator_train_dialogpt": 1, "generator_train_llama": 1, **GEN_INFER, "training_curve": 4,
-      "all": 1}),
+      "all": 1, **talk(2)}),
     # Judge, critic, RL: each setting reruns what it shapes, nothing upstream.
-    ({"judge": {"max_attempts": 5}}, {**RL_ON, "judge": 4, "critic": 1, "best_of_n": 1, "training_curve": 2}),
+    ({"judge": {"max_attempts": 5}}, {**RL_ON, "judge": 4, "critic": 1, "best_of_n": 1, "training_curve": 2, **talk(1)}),
     # Best-of-N answers the judged test contexts: a new sample reruns it
     ({"judge": {"samples": {"test": 16}}},
      {"judge_sample": 1, "llm_baseline": 1, "best_of_n": 1, "judge": 2, "table2": 1, "rl_comparison": 1, "all": 1}),
     ({"judge": {"baseline_max_tokens": 30}},
      {"llm_baseline": 1, "judge": 2, "table2": 1, "rl_comparison": 1, "all": 1}),
-    ({"critic": {"lr": 0.001}}, {**RL_ON, "critic": 1, "best_of_n": 1, "training_curve": 2}),
-    ({"rl": {"beta": 0.1}}, RL_ON),
+    ({"critic": {"lr": 0.001}}, {**RL_ON, "critic": 1, "best_of_n": 1, "training_curve": 2, **talk(1)}),
+    ({"rl": {"beta": 0.1}}, {**RL_ON, **talk(1)}),
     # the critic learns from one judge only: no judge reruns before it
-    ({"critic": {"judges": ["lexicon"]}}, {**RL_ON, "critic": 1, "best_of_n": 1, "training_curve": 2}),
+    ({"critic": {"judges": ["lexicon"]}}, {**RL_ON, "critic": 1, "best_of_n": 1, "training_curve": 2, **talk(1)}),
     # Best-of-N's N: its replies, their judgement and the comparison, no RL
     ({"rl": {"best_of_n": 4}}, {"best_of_n": 1, "judge": 2, "table2": 1, "rl_comparison": 1, "all": 1}),
     # the calibration rows are Table 2's (test split): the critic and RL stay
     ({"judge": {"calibration": False}}, {"judge": 2, "table2": 1, "rl_comparison": 1, "all": 1}),
     ({"rl": {"bootstrap": 100}}, {"rl_comparison": 1, "all": 1}),
+
 ])
 @pytest.mark.dag
 def test_a_changed_parameter_reruns_exactly_its_dependents(toy_workspace, tmp_path, change, expected):

@@ -2,8 +2,11 @@
 
   ecrflow fetch    [--configfile F ...]   download and verify the raw files and hub models a config names
   ecrflow estimate --configfile F ...     time a few training steps per stage and project the run's hours
+  ecrflow chat  [--run R] [--json]        talk to a built run's systems in the terminal
+  ecrflow serve [--run R] [--port P]      the same systems behind an OpenAI-compatible /v1/chat/completions
 
-Both read the configs as Snakemake does (config/config.yaml first, the given files merged over it).
+fetch and estimate read the configs as Snakemake does (config/config.yaml first, the given files merged over
+it); chat and serve read the run's results/<run>/interactive/system.json (the chat_system rule).
 """
 
 from __future__ import annotations
@@ -56,11 +59,28 @@ def main(argv=None) -> int:
     g.add_argument("--models-only", action="store_true", help="the hub models, no raw files")
     sub.add_parser("estimate", help="project each training stage's time and memory (ecrflow estimate -h)",
                    add_help=False)
+    from .interactive.chat import add_arguments
+
+    c = sub.add_parser("chat", help="talk to a built run's systems in the terminal")
+    add_arguments(c)
+    c.add_argument("--json", action="store_true", help="one user message per stdin line, one JSON object per turn")
+    s = sub.add_parser("serve", help="an OpenAI-compatible /v1/chat/completions endpoint over a run's systems")
+    add_arguments(s)
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, default=8000)
     args, rest = ap.parse_known_args(argv)
     if args.command == "estimate":
         from .estimate import main as estimate_main
 
         return estimate_main(rest)
+    if args.command in ("chat", "serve") and not rest:
+        from .interactive.chat import chat_main, serve_main
+
+        try:
+            return (chat_main if args.command == "chat" else serve_main)(args)
+        except (FileNotFoundError, ValueError) as e:
+            print(f"ecrflow {args.command}: {e}", file=sys.stderr)
+            return 1
     if rest:
         ap.error(f"unrecognized arguments: {' '.join(rest)}")
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)

@@ -158,7 +158,8 @@ def _use_converted_smollm2(spec):
 
 
 for _spec in [config["emotion_labels"]["llm"], *(j["llm"] for j in config["judge"]["judges"]),
-              *(b["llm"] for b in config["judge"]["baselines"])]:
+              *(b["llm"] for b in config["judge"]["baselines"]), config["interactive"]["seeker"],
+              config["interactive"]["recommender_llm"]]:
     _use_converted_smollm2(_spec)
 
 
@@ -202,7 +203,8 @@ def all_targets():
     """Everything the default target builds: the tables of every stage wired in so far."""
     return [f"{TABLES}/dataset_stats.csv", f"{TABLES}/baselines.csv", f"{TABLES}/table1.csv",
             f"{TABLES}/table3.csv", f"{CONV}/test_responses.parquet", *generation_targets(),
-            *judge_targets(), *[f"{REPORT}/curves/{name}.png" for name in curve_sources()]]
+            *judge_targets(), *[f"{REPORT}/curves/{name}.png" for name in curve_sources()],
+            *interactive_targets()]
 
 
 # Per-variant sections, seeds and table rows of the prompt-encoder stages (recommend.smk).
@@ -385,6 +387,104 @@ def curve_sources():
 
 
 CURVES = curve_sources()
+
+
+# -- talking to the systems (interactive.smk) ----------------------------------------------------------------------
+
+INTERACTIVE = f"{RESULTS}/interactive"
+# The generator behind ECR in conversation: the RL stage's kind (so that ecr and ecr_rl differ only by RL), else
+# the first trained kind.
+CHAT_KIND = RL_KIND or next(iter(config["generation"]["kinds"]), None)
+
+
+def chat_systems():
+    """system -> its stage-2 variant and generator (None: UniCRS fills u_r's <movie>), for what this run trains."""
+    out = {}
+    if "unicrs" in config["variants"]["recommend"]:
+        out["unicrs"] = {"recommender": "unicrs", "generator": None}
+    if generation_targets() and CHAT_KIND:
+        out["ecr"] = {"recommender": config["generation"]["rec_variant"], "generator": CHAT_KIND}
+        if RL_KIND and judge_targets():
+            out["ecr_rl"] = {"recommender": config["generation"]["rec_variant"], "generator": f"rl_{RL_KIND}"}
+    return out
+
+
+def _chat_generator(name):
+    kind = name.removeprefix("rl_")
+    model = f"{RL}/{kind}/model" if name.startswith("rl_") else f"{GENERATOR}/{kind}/model"
+    return {"model": model, "section": generator_section(kind, training=False), "base": base_model_files(kind)}
+
+
+def chat_manifest(names):
+    """Every file and setting of the named conversational systems (rule chat_system writes it as JSON)."""
+    systems = {n: s for n, s in chat_systems().items() if n in names}
+    variants = sorted({s["recommender"] for s in systems.values()})
+    generators = sorted({s["generator"] for s in systems.values() if s["generator"]})
+    return {
+        "run": config["run"], "kg": f"{KG}/kg.safetensors", "item_ids": f"{DATA}/item_ids.json",
+        "items": f"{DATA}/items.parquet", "entity2id": raw_file("entity2id.json"),
+        "relation2id": raw_file("relation2id.json"), "subkg": raw_file("dbpedia_subkg.json"),
+        "models": FROZEN, "precision": config["train"]["precision"], "emotion": config["emotion"],
+        "classifier": f"{EMO}/classifier" if LABELLED else None,
+        "conversation": {"model": f"{CONV}/model.safetensors", "section": config["conversation"]},
+        "recommenders": {v: {"model": f"{REC}/{v}/model.safetensors", "flags": variant_flags("recommend", v),
+                             "section": variant_section("recommend", "recommend", v, "top_k"),  # chat sets its own
+                             **cooccurrence_inputs(config["variants"]["recommend"][v])} for v in variants},
+        "generators": {g: {k: v for k, v in _chat_generator(g).items() if k != "base"} for g in generators},
+        "movie_knowledge": generation_knowledge_files()["movies"] if generators else None,
+        # the generators' prompts and decoding (none for UniCRS, so that these settings do not rerun it)
+        "generation": generation_for_inference() if generators else None,
+        "relations": config["knowledge"]["relations"] if generators else None,
+        "systems": systems,
+    }
+
+
+CHAT_SYSTEMS = list(chat_systems())
+
+
+def chat_system_files(name):
+    """The inputs of one system's manifest and of its simulated-user jobs: every file the manifest names, and
+    the frozen and base models they load (only that system's: a change to another system reruns nothing here)."""
+    m = chat_manifest([name])
+    files = [m[k] for k in ("kg", "item_ids", "items", "entity2id", "relation2id", "subkg")]
+    files += frozen_model_files() + [m["conversation"]["model"]]
+    for r in m["recommenders"].values():
+        files += [r[k] for k in ("model", "matrix", "contributions") if k in r]
+    for g in m["generators"]:
+        spec = _chat_generator(g)
+        files += [spec["model"], *spec["base"]]
+    files += [f for f in (m["classifier"], m["movie_knowledge"]) if f]
+    return list(dict.fromkeys(files))
+
+
+def interactive_settings():
+    keys = ("dialogues", "turns", "k", "seed", "max_tokens", "max_attempts", "batch_size", "leak_threshold")
+    return {k: config["interactive"][k] for k in keys}
+
+
+def interactive_runs():
+    """(mode, system) of every simulated-user job: the configured systems this run has (llm always)."""
+    systems = [s for s in config["interactive"]["systems"] if s == "llm" or s in CHAT_SYSTEMS]
+    return [(m, s) for m in config["interactive"]["modes"] for s in systems]
+
+
+def interactive_inputs(system):
+    """A simulated-user job's own inputs: the seeker's model, and the system's manifest and files (a model
+    system) or the recommender LLM's model (llm)."""
+    out = {"seeker_model": llm_model_inputs(config["interactive"]["seeker"])}
+    if system == "llm":
+        out["recommender_model"] = llm_model_inputs(config["interactive"]["recommender_llm"])
+    else:
+        out.update(manifest=f"{INTERACTIVE}/systems/{system}.json", files=chat_system_files(system))
+    return out
+
+
+def interactive_targets():
+    """The linker's scores, and the simulated-user table where the run has a system to talk to."""
+    out = [f"{TABLES}/linking.csv"]
+    if CHAT_SYSTEMS:  # the systems `ecrflow chat` loads, and their conversations with the simulated seeker
+        out += [f"{INTERACTIVE}/system.json", *([f"{TABLES}/interactive.csv"] if interactive_runs() else [])]
+    return out
 
 
 # -- model names (last: it needs the target functions above) -----------------------------------------------------
