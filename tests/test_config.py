@@ -59,6 +59,9 @@ def test_paper_hyperparameters(paper):
     (("cooccurence",), {}, "cooccurence: unknown key"),
     (("emotion", "turn_merge"), "sum", "emotion.turn_merge: 'sum' is not one of"),
     (("recommend", "lr"), "fast", "recommend.lr: 'fast' is not of type 'number'"),
+    # YAML 1.1 reads 1e-3 as a string: the message says so and how to write it
+    (("recommend", "lr"), "1e-3", "recommend.lr: '1e-3' is not of type 'number' (YAML reads 1e-3 as a string: write "
+                                  "it with a decimal point and a signed exponent, 1.0e-3)"),
     (("toy", "n_dialogs", "train"), 0, "toy.n_dialogs.train: 0 is less than the minimum of 1"),
     (("resources", "pretrain", "gpus"), -1, "resources.pretrain.gpus"),
 ])
@@ -114,3 +117,25 @@ def test_copy_without_global_entities_is_refused_naming_the_variant(paper):
     cfg["variants"]["recommend"]["ecr_l"]["copy"] = False
     cfg["variants"]["recommend"]["ecr"]["copy"] = True
     validate_config(cfg)
+
+
+def test_a_yaml_syntax_error_names_file_line_and_column(tmp_path):
+    import subprocess
+    import sys
+
+    bad = tmp_path / "over.yaml"
+    bad.write_text("recommend:\n  lr: [1\n  epochs: 2\n")
+    base = str(REPO / "config" / "config.yaml")
+    proc = subprocess.run([sys.executable, "-m", "ecrflow.cli", "check", "--base", base, "--configfile",
+                           str(REPO / "config" / "toy.yaml"), str(bad)], capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == (f"ecrflow check: {bad}, line 3, column 9: not valid YAML (expected ',' or ']', "
+                                   "but got ':')")
+    bad.write_text("recommend:\n  lr: 1e-3\n")
+    proc = subprocess.run([sys.executable, "-m", "ecrflow.cli", "check", "--base", base, "--configfile", str(bad)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 1 and "recommend.lr: '1e-3' is not of type 'number' (YAML reads 1e-3" in proc.stderr
+    bad.write_text("recommend:\n  lr: 1.0e-3\n")
+    proc = subprocess.run([sys.executable, "-m", "ecrflow.cli", "check", "--base", base, "--configfile", str(bad)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0 and "config valid: run paper" in proc.stdout

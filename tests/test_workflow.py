@@ -452,6 +452,59 @@ def test_paper_config_fetches_its_inputs_first_or_names_the_missing_files(tmp_pa
     assert "ECR data release" in text
 
 
+def test_a_raw_file_changed_by_cp_p_reruns_what_read_it(copy_workspace, tmp_path):
+    """A copy that keeps the modification time (cp -p) changes no time Snakemake compares; the content hash
+    against validation.json's does: the file is marked changed and its readers are planned again."""
+    import shutil
+
+    ws = copy_workspace()
+    raw = ws / "results" / "toy" / "raw" / "test_data_dbpedia_emo.jsonl"
+    edited = tmp_path / raw.name
+    edited.write_text(raw.read_text().replace("movie", "film", 1))
+    shutil.copystat(raw, edited)
+    shutil.copy2(edited, raw)  # cp -p
+    proc = snakemake(ws, "-n", "--configfile", TOY)
+    planned = planned_jobs(proc.stdout)
+    assert f"{raw.relative_to(ws)}: content changed since results/toy/data/validation.json" in proc.stdout + proc.stderr
+    assert planned["validate_input"] == 1 and planned["process_split"] == 3 and planned["rec_table"] == 2
+    assert "toy_data" not in planned  # the raw file is kept, not made again
+
+
+# A few kill points in CI: SIGKILL of the running job, then of Snakemake, during the data stage's writers; the
+# next run prints the commands that recover, and they give the same files with nothing half-written left.
+@pytest.mark.parametrize("after", [1.5, 2.5, 4.0])
+def test_a_killed_run_recovers_with_the_commands_it_prints(copy_workspace, after):
+    import shlex
+
+    import psutil
+
+    from conftest import snakemake_cmd
+
+    ws = copy_workspace()
+    data = ws / "results" / "toy" / "data"
+    made = [*sorted((data / "processed").glob("*.parquet")), data / "items.parquet",
+            ws / "results" / "toy" / "tables" / "dataset_stats.csv"]
+    before = {p: p.read_bytes() for p in made}
+    args = ["--profile", str(REPO / "profiles" / "local"), "--configfile", TOY, "-R", "process_split", "--until",
+            "dataset_stats"]
+    proc = subprocess.Popen(snakemake_cmd(*args), cwd=ws, env=local_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    time.sleep(after)
+    for child in psutil.Process(proc.pid).children(recursive=True):  # the job first, then Snakemake
+        child.kill()
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    again = snakemake(ws, *args, check=False)
+    text = again.stdout + again.stderr
+    if again.returncode:  # the lock of the killed run: the message gives the commands
+        commands = [line.strip() for line in text.splitlines() if line.startswith("  snakemake ")]
+        assert len(commands) == 2 and commands[0].startswith("snakemake --unlock "), text[-3000:]
+        for command in commands:
+            snakemake(ws, *shlex.split(command)[1:])
+    assert {p: p.read_bytes() for p in made} == before
+    assert not list((ws / "results").rglob("*.part")) and not list((ws / ".snakemake" / "locks").glob("*"))
+
+
 def test_invalid_input_stops_the_dag_at_validation(copy_workspace):
     ws = copy_workspace()
     processed = ws / "results" / "toy" / "data" / "processed" / "train_rec.parquet"

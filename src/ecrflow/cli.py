@@ -2,6 +2,7 @@
 
   ecrflow fetch    [--configfile F ...]   download and verify the raw files and hub models a config names
   ecrflow estimate --configfile F ...     time a few training steps per stage and project the run's hours
+  ecrflow check    --configfile F ...     the configs as a run would merge them: file, line and key of any error
   ecrflow chat  [--run R] [--json]        talk to a built run's systems in the terminal
   ecrflow serve [--run R] [--port P]      the same systems behind an OpenAI-compatible /v1/chat/completions
 
@@ -59,6 +60,9 @@ def main(argv=None) -> int:
     g.add_argument("--models-only", action="store_true", help="the hub models, no raw files")
     sub.add_parser("estimate", help="project each training stage's time and memory (ecrflow estimate -h)",
                    add_help=False)
+    k = sub.add_parser("check", help="validate config files as a run would merge them (file, line, key)")
+    k.add_argument("--configfile", nargs="*", default=[], help="config files merged over the base, in order")
+    k.add_argument("--base", default=BASE, help=f"merged first when it exists (default: {BASE})")
     from .interactive.chat import add_arguments
 
     c = sub.add_parser("chat", help="talk to a built run's systems in the terminal")
@@ -83,6 +87,16 @@ def main(argv=None) -> int:
             return 1
     if rest:
         ap.error(f"unrecognized arguments: {' '.join(rest)}")
+    if args.command == "check":
+        from .config import load_config_files
+
+        try:
+            config = load_config_files(args.configfile, args.base)
+        except ConfigError as e:
+            print(f"ecrflow check: {e}", file=sys.stderr)
+            return 1
+        print(f"config valid: run {config['run']}, results in results/{config['run']}/")
+        return 0
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     for name in ("httpx", "httpx2"):  # one line per HTTP request otherwise
         logging.getLogger(name).setLevel(logging.WARNING)

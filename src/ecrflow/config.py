@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import yaml
@@ -57,11 +58,25 @@ def load_config_files(files: list[str], base: str | None = None) -> dict:
              [Path(f).resolve() for f in files] else []) + list(files)
     config: dict = {}
     for p in paths:
-        with open(p, encoding="utf-8") as f:
-            config = merge(config, yaml.safe_load(f) or {})
+        config = merge(config, read_config_file(p))
     validate_config(config)
     expand_results(config, run_folder(config))
     return config
+
+
+def read_config_file(path) -> dict:
+    """One YAML config file; a syntax error names the file, line and column (Snakemake's own loader says only
+    "Config file is not valid JSON or YAML")."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        where = f", line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{path}{where}: not valid YAML ({e.problem or e.context})") from None
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(f"{path}: a config file is a mapping of sections, got {type(data).__name__}")
+    return data or {}
 
 
 def _key_path(error) -> str:
@@ -85,9 +100,23 @@ def validate_config(config: dict, schema: dict | None = None) -> None:
                     full = key if where == "<top level>" else f"{where}.{key}"
                     lines.append(f"  {full}: unknown key (allowed here: {', '.join(sorted(e.schema['properties']))})")
             else:
-                lines.append(f"  {_key_path(e)}: {e.message}")
+                lines.append(f"  {_key_path(e)}: {e.message}{_number_hint(e)}")
         raise ConfigError("invalid config:\n" + "\n".join(lines))
     _check_consistency(config)
+
+
+def _number_hint(e) -> str:
+    """YAML 1.1 (PyYAML, Snakemake) reads ``1e-3`` as a string: say so where a number was expected."""
+    wanted = e.schema.get("type") if e.validator == "type" else None
+    wanted = wanted if isinstance(wanted, list) else [wanted]
+    if isinstance(e.instance, str) and ({"number", "integer"} & set(wanted)):
+        try:
+            float(e.instance)
+        except ValueError:
+            return ""
+        written = re.sub(r"e([+-])0*(\d)", r"e\1\2", f"{float(e.instance):.1e}")
+        return f" (YAML reads {e.instance} as a string: write it with a decimal point and a signed exponent, {written})"
+    return ""
 
 
 def _check_consistency(config: dict) -> None:

@@ -12,6 +12,8 @@ import hashlib
 import itertools
 import json
 import os
+import re
+import socket
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -22,10 +24,12 @@ import pyarrow.parquet as pq
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path in the target's directory; rename it onto ``path`` on success."""
+    """Yield a temporary path in the target's directory; rename it onto ``path`` on success. The name holds
+    the writer's host and process id, so that what a killed job leaves can be told from what a running one
+    writes (:func:`remove_orphan_parts`)."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.{_HOST}-{os.getpid()}.", suffix=".part", dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     umask = os.umask(0)
@@ -37,6 +41,36 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+_HOST = socket.gethostname().split(".")[0].replace("-", "_") or "host"
+_PART = re.compile(r"^\..+\.(?P<host>[A-Za-z0-9_]+)-(?P<pid>\d+)\.[^.]+\.part$")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_orphan_parts(root) -> list[Path]:
+    """Delete the temporary files of :func:`atomic_path` under ``root`` whose writer (on this host) is no
+    longer running: a job killed while writing. Files of other hosts (a cluster's shared filesystem) and
+    of running writers are left alone. Returns what was deleted."""
+    removed = []
+    for folder, _, files in os.walk(root):
+        for name in files:
+            m = _PART.match(name)
+            if m and m["host"] == _HOST and not _alive(int(m["pid"])):
+                path = Path(folder) / name
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+                    removed.append(path)
+    return removed
 
 
 def write_folder(path, write: Callable[[Path], None]) -> None:
@@ -98,7 +132,13 @@ def read_json(path) -> Any:
     try:
         return json.loads(decode_utf8(data, path, line=None, file_offset=0))
     except json.JSONDecodeError as e:
-        raise InputError(path, f"malformed JSON ({e.msg}, column {e.colno})", line=e.lineno) from None
+        raise InputError(path, f"malformed JSON ({json_problem(e)})", line=e.lineno) from None
+
+
+def json_problem(e: json.JSONDecodeError) -> str:
+    """The decoder's message and column: "Unterminated string at column 12" (its own text can end in "starting
+    at", which read "starting at at column 12" once the column was added)."""
+    return f"{re.sub(r'(?: starting)? at$', '', e.msg)} at column {e.colno}"
 
 
 # Real JSON-lines files hold one conversation per line (ReDial: a few KB, at most tens of KB); a line beyond
@@ -151,7 +191,7 @@ def iter_jsonl(path, *, expected: str, on_blank: Callable[[int], None] | None = 
             try:
                 yield line_no, json.loads(text)
             except json.JSONDecodeError as e:
-                raise InputError(path, f"malformed JSON ({e.msg} at column {e.colno}); expected {expected}",
+                raise InputError(path, f"malformed JSON ({json_problem(e)}); expected {expected}",
                                  line=line_no) from None
 
 

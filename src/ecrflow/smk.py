@@ -7,6 +7,7 @@ in three copies of a traceback (the logger's, Python's, and a launcher's)."""
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import subprocess
@@ -79,6 +80,16 @@ def quiet_libraries(step) -> None:
         sys.modules["transformers"].utils.logging.disable_progress_bar()
 
 
+_DISK_HINTS = {
+    errno.EACCES: "the folder is not writable by you: fix its permissions, or start a run elsewhere "
+                  "(--config run=NAME writes results/NAME/)",
+    errno.EROFS: "the file system is read-only: start the run in a writable folder",
+    errno.ENOSPC: "the disk is full: free space on this file system (results/<run>/work/ holds checkpoints; "
+                  "finished runs can drop it)",
+    errno.EDQUOT: "your disk quota is used up: free space, or move the results folder to a file system with room",
+}
+
+
 def failure_block(error: BaseException, rule: str, log_path: str | None) -> str:
     """The user's view of a failed rule: one short block, each field on its line (see InputError)."""
     from .errors import ConfigError, InputError
@@ -92,6 +103,11 @@ def failure_block(error: BaseException, rule: str, log_path: str | None) -> str:
             rows.append(("hint", error.hint))
     elif isinstance(error, ConfigError):
         head = str(error)
+    elif isinstance(error, OSError) and error.errno in _DISK_HINTS:  # the file system said no: where, and why
+        head = f"{type(error).__name__}: {error.strerror}"
+        if error.filename:
+            rows.append(("path", str(error.filename)))
+        rows.append(("hint", _DISK_HINTS[error.errno]))
     else:  # not a known input or config problem: the exception's type says what kind of failure
         head = f"{type(error).__name__}: {error}"
     if log_path:
@@ -140,3 +156,41 @@ def tune_allocator() -> None:
         libc.mallopt(m_trim_threshold, 1 << 30)
     except (OSError, AttributeError):
         pass
+
+
+def _other_snakemake_here(cwd: str) -> bool:
+    """Whether another Snakemake process (not a job's script) runs in ``cwd`` on this host (Linux /proc)."""
+    if not os.path.isdir("/proc"):
+        return True  # nothing can be told: assume one runs, and say nothing
+    me = os.getpid()
+    for proc in os.listdir("/proc"):
+        if not proc.isdigit() or int(proc) == me:
+            continue
+        try:
+            with open(f"/proc/{proc}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+            here = os.readlink(f"/proc/{proc}/cwd") == cwd
+        except OSError:  # gone, or another user's
+            continue
+        if here and "snakemake" in cmd and ".snakemake/scripts" not in cmd:
+            return True
+    return False
+
+
+def stale_lock_hint(argv: list[str], workdir: str = ".") -> str | None:
+    """After a Snakemake killed in this folder (SIGKILL, a lost node, a power cut) its lock stays and the
+    next run stops at Snakemake's LockException. When no Snakemake runs here on this host, the exact commands
+    that recover: unlock, then the same command (the profiles set rerun-incomplete, and training resumes
+    from results/<run>/work/)."""
+    import shlex
+
+    locks = os.path.join(workdir, ".snakemake", "locks")
+    if not (os.path.isdir(locks) and os.listdir(locks)):
+        return None
+    if _other_snakemake_here(os.path.realpath(workdir)):
+        return None
+    args = shlex.join(a for a in argv[1:] if a not in ("--unlock", "-n", "--dry-run", "--dryrun"))
+    return (f"a Snakemake run in {os.path.realpath(workdir)} was killed and left its lock (no Snakemake runs here "
+            f"now). Recover with:\n  snakemake --unlock {args}\n  snakemake {args}\n(a job killed mid-way is "
+            f"rerun, training resumes from its checkpoint; on a cluster, make sure no Snakemake of this folder "
+            f"runs on another node first)")

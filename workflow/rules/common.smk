@@ -1,10 +1,15 @@
 # Config validation, paths and input functions shared by every rule file. Other rule files are declarations.
 import re
+import sys
 from pathlib import Path
+
+from snakemake.logging import logger
 
 from ecrflow.config import SHARED_MODELS, expand_results, load_schema, run_folder, validate_config
 from ecrflow.constants import SPLITS
-from ecrflow.data.validate import check_present, required_files
+from ecrflow.data.validate import check_present, mark_changed_raw_files, required_files
+from ecrflow.io import remove_orphan_parts
+from ecrflow.smk import stale_lock_hint
 from ecrflow.llm.hf import GEMMA3_PACKAGE, SMOLLM2_PACKAGE
 from ecrflow.models.hub import HUB_ROOT as HUB, use_hub_folders
 from ecrflow.models.loading import MINILM_PACKAGE, check_model_names, package_version
@@ -49,6 +54,23 @@ FETCH_DATA = not TOY_DATA and bool(FETCH_ENTRIES)
 if not TOY_DATA and not FETCH_DATA:
     # A real run: a missing release file is reported now, with where to get it, not hours into a job.
     check_present(RAW, config["data"]["dialog_pattern"], config["data"]["reviews"])
+
+# A raw file whose content changed while its modification time was kept (cp -p, rsync -t, an unpacked
+# archive) is given a new one, so that what read it reruns; validation.json holds the checksums it is
+# compared with (hashes cached by stat in .snakemake/, so a dry run does not reread the release).
+# What a killed run leaves: its lock (the commands that recover are printed) and the half-written files of
+# its jobs (removed when their process is gone). The main Snakemake process only, not a cluster job's step.
+if workflow.is_main_process:
+    for _line in mark_changed_raw_files(RAW, required_files(config["data"]["dialog_pattern"],
+                                                            config["data"]["reviews"]),
+                                        f"{DATA}/validation.json", ".snakemake/ecrflow/raw_fingerprints.json"):
+        logger.warning(_line)
+    _hint = stale_lock_hint(sys.argv)
+    if _hint:
+        logger.warning(_hint)
+    _removed = remove_orphan_parts(RESULTS) if Path(RESULTS).is_dir() else []
+    if _removed:
+        logger.warning(f"removed {len(_removed)} half-written file(s) of killed jobs, e.g. {_removed[0]}")
 
 
 def raw_file(name):

@@ -30,6 +30,7 @@ rule validate_input:
         dialog_pattern=lambda wc: config["data"]["dialog_pattern"],  # a function: {split} is no wildcard
         require_emotion=REQUIRE_EMOTION,
         unknown_entities=config["data"]["unknown_entities"],
+        split_overlap=config["data"]["split_overlap"],
         reviews=config["data"]["reviews"],
     log:
         f"{LOGS}/validate_input.log",

@@ -28,11 +28,11 @@ def toy_data(out_dir, *, toy: ToyConfig | dict, dialog_pattern: str, reviews: st
 
 
 def validate_input(raw_dir, report_path, *, dialog_pattern: str, require_emotion: bool, unknown_entities: str,
-                   reviews: str | None) -> None:
+                   reviews: str | None, split_overlap: str = "error") -> None:
     from .validate import validate_raw
 
     report = validate_raw(raw_dir, dialog_pattern=dialog_pattern, require_emotion=require_emotion,
-                          unknown_entities=unknown_entities, reviews=reviews)
+                          unknown_entities=unknown_entities, reviews=reviews, split_overlap=split_overlap)
     for split, s in report["splits"].items():
         warnings = {k: v for k, v in s["counts"].items() if k not in ("dialogs", "messages") and v}
         log.info("%s: %d dialogs, %d messages; counted warnings: %s", split, s["counts"]["dialogs"],

@@ -51,12 +51,14 @@ class KnowledgeGraph:
 
 
 def build_kg(entity2id: dict[str, int], relation2id: dict[str, int], subkg: dict, *, reverse: str = "shared",
-             subkg_path: str | Path = "dbpedia_subkg.json") -> KnowledgeGraph:
+             subkg_path: str | Path = "dbpedia_subkg.json",
+             relation2id_path: str | Path = "relation2id.json") -> KnowledgeGraph:
     if SELF_LOOP not in relation2id:
-        raise InputError(subkg_path, f"relation2id has no {SELF_LOOP!r} relation; the UniCRS KG files list it last")
+        raise InputError(relation2id_path, f"no {SELF_LOOP!r} relation; the UniCRS KG files list it last",
+                         field=SELF_LOOP, hint=f'add "{SELF_LOOP}": <next id> (the KG gives every entity a self loop)')
     n_rel = max(relation2id.values()) + 1
     if sorted(relation2id.values()) != list(range(n_rel)):
-        raise InputError(subkg_path, "relation ids must be 0..n-1 without gaps")
+        raise InputError(relation2id_path, "relation ids must be 0..n-1 without gaps")
     max_ent = max(entity2id.values())
     pad = max_ent + 1
     if not isinstance(subkg, dict):
@@ -116,7 +118,8 @@ def load_kg(entity2id_path, relation2id_path, subkg_path, *, reverse: str = "sha
             ) -> tuple[KnowledgeGraph, dict[str, int], dict[str, int]]:
     entity2id = load_id_map(entity2id_path, "entity")
     relation2id = load_id_map(relation2id_path, "relation")
-    kg = build_kg(entity2id, relation2id, read_json(subkg_path), reverse=reverse, subkg_path=subkg_path)
+    kg = build_kg(entity2id, relation2id, read_json(subkg_path), reverse=reverse, subkg_path=subkg_path,
+                  relation2id_path=relation2id_path)
     return kg, entity2id, relation2id
 
 
