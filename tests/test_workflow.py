@@ -470,39 +470,65 @@ def test_a_raw_file_changed_by_cp_p_reruns_what_read_it(copy_workspace, tmp_path
     assert "toy_data" not in planned  # the raw file is kept, not made again
 
 
-# A few kill points in CI: SIGKILL of the running job, then of Snakemake, during the data stage's writers; the
-# next run prints the commands that recover, and they give the same files with nothing half-written left.
-@pytest.mark.parametrize("after", [1.5, 2.5, 4.0])
-def test_a_killed_run_recovers_with_the_commands_it_prints(copy_workspace, after):
+KILL_CHAINS = {  # what a killed run reruns, and the files that must come out byte-identical
+    "data": (["-R", "process_split", "--until", "dataset_stats"],
+             ["data/processed/*.parquet", "data/items.parquet", "tables/dataset_stats.csv"]),
+    "training": (["-R", "critic", "--until", "critic"], ["tables/critic.csv", "critic/metrics.json"]),
+}
+
+
+def kill_and_recover(ws, chain: str, after: float) -> dict:
+    """Start the chain, SIGKILL its running job and then Snakemake ``after`` seconds in, rerun the same
+    command, and run the two commands the run prints when the killed one left its lock. Returns what
+    happened; asserts the files equal an uninterrupted run's, and nothing half-written or locked is left."""
     import shlex
 
     import psutil
 
     from conftest import snakemake_cmd
 
-    ws = copy_workspace()
-    data = ws / "results" / "toy" / "data"
-    made = [*sorted((data / "processed").glob("*.parquet")), data / "items.parquet",
-            ws / "results" / "toy" / "tables" / "dataset_stats.csv"]
+    args, patterns = KILL_CHAINS[chain]
+    run = ws / "results" / "toy"
+    made = sorted(p for pattern in patterns for p in run.glob(pattern))
     before = {p: p.read_bytes() for p in made}
-    args = ["--profile", str(REPO / "profiles" / "local"), "--configfile", TOY, "-R", "process_split", "--until",
-            "dataset_stats"]
+    args = ["--profile", str(REPO / "profiles" / "local"), "--configfile", TOY, *args]
     proc = subprocess.Popen(snakemake_cmd(*args), cwd=ws, env=local_env(), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     time.sleep(after)
+    killed_jobs = 0
     for child in psutil.Process(proc.pid).children(recursive=True):  # the job first, then Snakemake
+        killed_jobs += ".snakemake/scripts" in " ".join(child.cmdline())
         child.kill()
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     again = snakemake(ws, *args, check=False)
     text = again.stdout + again.stderr
-    if again.returncode:  # the lock of the killed run: the message gives the commands
+    commands = []
+    if again.returncode:  # the killed run's lock: the message gives the commands that recover
         commands = [line.strip() for line in text.splitlines() if line.startswith("  snakemake ")]
         assert len(commands) == 2 and commands[0].startswith("snakemake --unlock "), text[-3000:]
         for command in commands:
             snakemake(ws, *shlex.split(command)[1:])
     assert {p: p.read_bytes() for p in made} == before
     assert not list((ws / "results").rglob("*.part")) and not list((ws / ".snakemake" / "locks").glob("*"))
+    return {"chain": chain, "after": after, "job_killed": bool(killed_jobs), "lock_left": bool(commands)}
+
+
+# A few kill points in CI, inside the data stage's writers; the sweep below covers more, training included.
+@pytest.mark.parametrize("after", [1.5, 2.5, 4.0])
+def test_a_killed_run_recovers_with_the_commands_it_prints(copy_workspace, after):
+    kill_and_recover(copy_workspace(), "data", after)
+
+
+SWEEP = [("data", 0.5 * i) for i in range(1, 13)] + [("training", 3.0 * i) for i in range(1, 9)]
+
+
+@pytest.mark.sweep
+@pytest.mark.parametrize("chain, after", SWEEP)
+def test_kill_sweep(copy_workspace, chain, after):
+    """20 kill points (`pytest -m sweep`; the README gives the result): 12 in the data stage, 8 inside the
+    critic's training, which resumes from its checkpoint."""
+    print(json.dumps(kill_and_recover(copy_workspace(), chain, after)))
 
 
 def test_invalid_input_stops_the_dag_at_validation(copy_workspace):
