@@ -459,7 +459,7 @@ def test_simulated_user_dialogues_and_table(toy_workspace):
     the seeker says, and the table is what the dialogues give."""
     import csv
 
-    from ecrflow.interactive.simulate import title_of
+    from ecrflow.generate.prompts import title_without_year
 
     cfg = {"turns": 3, "k": 10, "dialogues": 4}
     table = list(csv.DictReader((toy_workspace / TOY_RUN / "tables/interactive.csv").open()))
@@ -479,7 +479,7 @@ def test_simulated_user_dialogues_and_table(toy_workspace):
             for t in r["turns"]:
                 if t["role"] == "user":
                     for name in r["target_names"]:
-                        assert title_of(name).lower() not in t["text"].lower()
+                        assert title_without_year(name).lower() not in t["text"].lower()
         expected = summarise(recs, k=cfg["k"], turns=cfg["turns"])
         for key in ("recall@10", "success", "success@1", "success@3", "reward_per_turn", "leaks"):
             assert float(row[key]) == pytest.approx(expected[key])

@@ -9,10 +9,10 @@ from ecrflow.config import SHARED_MODELS, expand_results, load_schema, run_folde
 from ecrflow.constants import SPLITS
 from ecrflow.data.validate import check_present, mark_changed_raw_files, required_files
 from ecrflow.io import remove_orphan_parts
-from ecrflow.smk import stale_lock_hint
 from ecrflow.llm.hf import GEMMA3_PACKAGE, SMOLLM2_PACKAGE
 from ecrflow.models.hub import HUB_ROOT as HUB, use_hub_folders
 from ecrflow.models.loading import MINILM_PACKAGE, check_model_names, package_version
+from ecrflow.smk import stale_lock_hint
 
 # Fails before any job runs, naming the offending key.
 validate_config(config, load_schema(Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"))

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from ..constants import FEEDBACK_FROM_LIKED, MOVIE_TOKEN, NOT_SAID, RECOMMENDER, SEEKER
 from .redial import Dialog, Message, ReadStats
 
-_MENTION = re.compile(r"@(\d+)")
+MENTION = re.compile(r"@(\d+)")
 _SPACES = re.compile(r"\s+")
 
 
@@ -51,7 +51,7 @@ def normalise_utterance(text: str, movie_mentions: dict[str, str], mask: bool = 
             return m.group(0)  # unknown ids stay as they are, as in the reference
         return MOVIE_TOKEN if mask else collapse(movie_mentions[mid])
 
-    return html.unescape(collapse(_MENTION.sub(sub, text)))
+    return html.unescape(collapse(MENTION.sub(sub, text)))
 
 
 def select_emotions(msg: Message, rule: EmotionRule, is_seeker: bool, mentions_entity: bool) -> list[tuple[str, float]]:
@@ -87,7 +87,7 @@ def match_redial_id(name: str | None, text: str, movie_mentions: dict[str, str])
     key = _squash(name) if name is not None else ""
     if not key:  # nothing to match; an empty name must not match a null (emptied) movieMentions name
         return None
-    in_message = [m for m in _MENTION.findall(text) if m in movie_mentions]
+    in_message = [m for m in MENTION.findall(text) if m in movie_mentions]
     for mid in in_message + list(movie_mentions):
         if _squash(movie_mentions[mid]) == key:
             return mid

@@ -25,10 +25,10 @@ from ..errors import InputError
 from ..io import read_json, sha256_file
 from ..kg import build_kg, load_id_map
 from .redial import QUIRK_COUNTS, RELEASE_HINT, ReadStats, read_dialogs
+from .turns import MENTION
 
 UNKNOWN_ENTITY_POLICIES = ("drop", "error")
 SPLIT_OVERLAP_POLICIES = ("error", "allow")
-_MENTION = re.compile(r"@(\d+)")
 
 
 class SplitOverlap:
@@ -137,7 +137,7 @@ def validate_raw(raw_dir, *, dialog_pattern: str, require_emotion: bool, unknown
         for dialog in read_dialogs(path, require_emotion=require_emotion, stats=stats):
             overlap.check(dialog, path)
             for k, msg in enumerate(dialog.messages):
-                for mid in _MENTION.findall(msg.text):
+                for mid in MENTION.findall(msg.text):
                     if mid not in dialog.movie_mentions:
                         stats.warn("unknown_movie_mentions", f"dialog {dialog.dialog_id}, message {k}: @{mid}")
                 for uri in msg.entities + msg.movies:

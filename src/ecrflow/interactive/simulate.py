@@ -31,13 +31,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..data.turns import normalise_utterance
+from ..generate.prompts import title_without_year
 from ..io import iter_jsonl
 from .linking import EntityLinker
 
 log = logging.getLogger(__name__)
 
 MODES = ("target_given", "target_free")
-_YEAR = re.compile(r"\s*\((?:19|20)\d\d\)\s*$")
 
 SEEKER_SYSTEM = {
     "target_given": (
@@ -85,10 +85,6 @@ class SimDialogue:
         return self.success_turn is not None
 
 
-def title_of(name: str) -> str:
-    return _YEAR.sub("", name).strip()
-
-
 def scripted_dialogues(dialog_file, linker: EntityLinker, entity2id: dict, items: set[int], n: int,
                        seed: int) -> list[SimDialogue]:
     """A seeded sample of ``n`` dialogues whose recommender mentions at least one movie of the item set
@@ -125,7 +121,7 @@ def filter_leaks(text: str, titles: list[str], threshold: float) -> tuple[str, i
 
     leaks = 0
     for title in titles:
-        t = title_of(title)
+        t = title_without_year(title)
         if not t:
             continue
         while True:

@@ -17,10 +17,8 @@ log = logging.getLogger(__name__)
 
 def chat_system(*, out, manifest: dict) -> None:
     """The manifest of the run's conversational systems: every file and setting ``ecrflow chat``, the server
-    and the simulated-user evaluation load (paths relative to the workspace)."""
-    missing = [p for p in _paths(manifest) if not Path(p).exists()]
-    if missing:
-        raise FileNotFoundError(f"the chat system's files are missing: {', '.join(missing)}")
+    and the simulated-user evaluation load (paths relative to the workspace; the rule's inputs, so Snakemake
+    has checked that they exist)."""
     write_json(out, manifest)
     log.info("chat systems %s of run %s", ", ".join(manifest["systems"]), manifest["run"])
 
@@ -41,19 +39,6 @@ def chat_systems(manifests: list, *, out) -> None:
         raise ValueError("this run trains no conversational system (no UniCRS variant and no generator)")
     write_json(out, merged)
     log.info("chat systems: %s", ", ".join(merged["systems"]))
-
-
-def _paths(obj) -> list[str]:
-    """Every value under a key named like a file in the manifest."""
-    out = []
-    if isinstance(obj, dict):
-        for k, v in obj.items():
-            if isinstance(v, str) and k in ("kg", "item_ids", "items", "entity2id", "relation2id", "subkg", "model",
-                                              "classifier", "movie_knowledge", "matrix", "contributions"):
-                out.append(v)
-            else:
-                out += _paths(v)
-    return out
 
 
 def entity_linking(entity2id, items, dialogs: dict, *, out) -> None:
